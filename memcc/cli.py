@@ -1,0 +1,485 @@
+"""The `memcc` command line: compile, info, run.
+
+Every error the user can cause ends as one line `memcc: error: ...` on stderr and exit status 2,
+with no traceback and no output file left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from memcc.errors import ConfigError, MemccError
+
+EXIT_USER_ERROR = 2
+PROG = "memcc"
+
+
+class _UsageError(Exception):
+    """argparse found a bad flag; reported like any other user error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise _UsageError(message)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from memcc import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Compile ONNX models into simulations of memristive crossbar hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"memcc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser(
+        "compile",
+        help="map a model's Gemm/MatMul/Conv layers onto crossbars",
+        description="Map a model's Gemm/MatMul/Conv layers onto memristive crossbars. Flags "
+        "override the settings of --config; unset ones take the compiler's defaults.",
+    )
+    c.add_argument("model", help="input ONNX model")
+    c.add_argument("-o", "--output", help="output model (default: <input>.mem.onnx next to the input)")
+    c.add_argument("--device", help="device model (default: ideal)")
+    c.add_argument("--scheme", help="double (differential pair, default) or single (reference column)")
+    c.add_argument("--tile", help='crossbar size ROWSxCOLS, e.g. 128x128; "128" = square; "none" = no tiling (default)')
+    c.add_argument("--dac-bits", help="DAC resolution in bits, 0 = continuous (default 0)")
+    c.add_argument("--adc-bits", help="ADC resolution in bits, 0 = continuous (default 0)")
+    c.add_argument("--adc-overflow-rate", help="fraction of a read allowed to overflow the ADC, 0 <= q < 1 (default 0)")
+    c.add_argument("--r-on", help="low-resistance state in ohms (default: the device's)")
+    c.add_argument("--r-off", help="high-resistance state in ohms (default: the device's)")
+    c.add_argument("--max-input-voltage", help="largest word-line voltage in volts (default 0.3)")
+    c.add_argument("--input-range", help="fixed input range mapped to the largest voltage; 0 = per vector (default 0)")
+    c.add_argument("--seed", help="random seed for device variation (default 0)")
+    c.add_argument("--config", help="TOML file with compile settings (flags override it)")
+    c.add_argument("--report", help="write a JSON report of mapped and skipped layers")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+
+    i = sub.add_parser("info", help="per-layer crossbar usage of a compiled model")
+    i.add_argument("model", help="compiled (mem.onnx) model")
+    i.add_argument("--json", action="store_true", help="print the description as JSON")
+
+    r = sub.add_parser(
+        "run",
+        help="run a compiled model on .npy inputs",
+        description="Run a model with memcc's op library. --input FILE.npy feeds the model's "
+        "inputs in order; --input NAME=FILE.npy feeds one by name; an .npz file feeds inputs by "
+        "its keys.",
+    )
+    r.add_argument("model", help="model to run")
+    r.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]FILE", help="input array (.npy or .npz)")
+    r.add_argument("-o", "--output", help="save the outputs (.npy for one output, .npz for several)")
+    return parser
+
+
+COMPILE_FLAGS = (
+    "device", "scheme", "tile", "dac_bits", "adc_bits", "adc_overflow_rate",
+    "r_on", "r_off", "max_input_voltage", "input_range", "seed",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# compile
+# --------------------------------------------------------------------------------------------
+
+
+def default_output_path(model_path: str) -> Path:
+    p = Path(model_path)
+    stem = p.name[: -len(".onnx")] if p.name.lower().endswith(".onnx") else p.name
+    return p.with_name(stem + ".mem.onnx")
+
+
+def _write_temp_text(path: Path, text: str) -> str:
+    """Write `text` to a new temporary file next to `path`; return its name."""
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise MemccError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise MemccError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        raise
+    return tmp
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _check_side_file(path: str, what: str, *others: Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {path!r} is a directory; give a file name")
+    if p.parent != Path("") and not p.parent.is_dir():
+        raise ConfigError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
+    for other in others:
+        if os.path.realpath(p) == os.path.realpath(other):
+            raise ConfigError(f"{what} {path!r} would overwrite {str(other)!r}")
+    return p
+
+
+def compile_with_report(model, settings: dict[str, Any], *, progress: bool | None = None):
+    """Run memcc's compiler with `settings`; return (compiled model, report dict).
+
+    The report dict has `mapped` (name, op_type, kind, K, N, group, tiles, scheme, devices...),
+    `skipped` (name, op_type, reason), `notes` and `totals` (from `memcc.info.describe`).
+    """
+    try:
+        from memcc import compiler
+    except ImportError as exc:
+        raise MemccError(f"memcc's compiler is not available in this installation ({exc})") from None
+    kwargs = dict(settings)
+    kwargs["tile"] = tuple(kwargs["tile"])
+    if hasattr(compiler, "compile_with_report"):
+        compiled, raw = compiler.compile_with_report(model, progress=progress, **kwargs)
+    else:  # a compiler without reports: describe what the output holds
+        compiled, raw = compiler.compile(model, progress=progress, **kwargs), None
+    return compiled, _normalize_report(compiled, raw)
+
+
+def _as_plain(obj) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return dict(obj)
+    if hasattr(obj, "as_dict"):
+        return dict(obj.as_dict())
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return dict(vars(obj))
+
+
+def _normalize_report(compiled, raw_report) -> dict[str, Any]:
+    from memcc import info as minfo
+
+    desc = minfo.describe(compiled)
+    by_name = {layer["name"]: layer for layer in desc["layers"]}
+    mapped: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if raw_report is not None:
+        data = _as_plain(raw_report)
+        for item in data.get("mapped", []):
+            entry = _as_plain(item)
+            entry["memcc_node"] = entry.get("node")
+            entry["name"] = entry.get("source") or entry.get("node") or "?"
+            mapped.append(entry)
+        for item in data.get("skipped", []):
+            entry = _as_plain(item)
+            entry["name"] = entry.get("node") or entry.get("name") or "<unnamed>"
+            skipped.append(entry)
+        notes = [str(n) for n in data.get("notes", [])]
+    else:
+        for layer in desc["layers"]:
+            mapped.append({"name": layer["name"], "memcc_node": layer["name"], "op_type": layer["kind"]})
+        for item in desc["digital_mappable"]:
+            skipped.append({"name": item["name"], "op_type": item["op_type"], "reason": "left digital"})
+    for entry in mapped:
+        layer = by_name.get(entry.get("memcc_node")) or by_name.get(entry.get("name"))
+        if layer is not None:  # counts as the compiled file states them
+            for key in ("K", "N", "tiles", "crossbars", "devices", "scheme", "kind", "tile_shape", "dac_bits", "adc_bits"):
+                if entry.get(key) is None or key in ("tiles", "crossbars", "devices"):
+                    entry[key] = layer[key]
+    return {"mapped": mapped, "skipped": skipped, "notes": notes, "totals": desc["totals"]}
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from memcc import config as cfg
+    from memcc import io as mio
+
+    file_settings = cfg.load_config(args.config) if args.config else {}
+    overrides = {key: getattr(args, key) for key in COMPILE_FLAGS}
+    settings = cfg.resolve(file_settings, overrides)
+
+    in_path = Path(args.model)
+    out_path = Path(args.output) if args.output else default_output_path(args.model)
+    # Check every output before the (possibly long) compilation, so a bad path fails fast.
+    mio.check_output_path(out_path, input_path=in_path)
+    report_path = (
+        _check_side_file(args.report, "report", in_path, out_path) if args.report else None
+    )
+
+    show = not args.quiet
+    t0 = time.perf_counter()
+    big = in_path.is_file() and in_path.stat().st_size >= _STATUS_MIN_BYTES
+    if show and big:
+        _status(f"loading {in_path} ({_size_text(in_path.stat().st_size)})")
+    model = mio.load_model(in_path)
+    compiled, report = compile_with_report(model, settings, progress=False if args.quiet else None)
+    # The report is written to a temporary file first and moved into place only once the model
+    # is saved, so that a failure leaves neither file behind.
+    report_tmp = None
+    if report_path is not None:
+        payload = {
+            "input": str(in_path),
+            "output": str(out_path),
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
+            **report,
+        }
+        report_tmp = _write_temp_text(report_path, json.dumps(payload, indent=2, default=str) + "\n")
+    try:
+        if show and big:
+            _status(f"saving {out_path}")
+        mio.save_model(compiled, out_path, input_path=in_path)
+        if report_tmp is not None:
+            os.replace(report_tmp, report_path)
+            report_tmp = None
+    except OSError as exc:
+        raise MemccError(f"cannot write report {str(report_path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if report_tmp is not None:
+            _unlink_quietly(report_tmp)
+    elapsed = time.perf_counter() - t0
+
+    if show:
+        print(_compile_summary(report, settings, out_path, elapsed))
+    return 0
+
+
+#: Loading and saving are announced (on stderr) for models at least this large.
+_STATUS_MIN_BYTES = 64 * 2**20
+
+
+def _status(message: str) -> None:
+    print(f"memcc: {message} ...", file=sys.stderr, flush=True)
+
+
+def _settings_text(s: dict[str, Any]) -> str:
+    tr, tc = s["tile"]
+    parts = [f"device {s['device']}", f"{s['scheme']}-column"]
+    parts.append("no tiling" if (tr, tc) == (0, 0) else f"{tr or 'K'}x{tc or 'N'} tiles")
+    if s["dac_bits"]:
+        parts.append(f"{s['dac_bits']}-bit DAC")
+    if s["adc_bits"]:
+        parts.append(f"{s['adc_bits']}-bit ADC")
+    return ", ".join(parts)
+
+
+def _compile_summary(report: dict[str, Any], settings: dict[str, Any], out: Path, elapsed: float) -> str:
+    mapped, skipped = report["mapped"], report["skipped"]
+    lines = [f"mapped {len(mapped)} layer{'s' if len(mapped) != 1 else ''} onto crossbars ({_settings_text(settings)})"]
+    for m in mapped:
+        shape = f" {m['K']}x{m['N']}" if m.get("K") is not None else ""
+        extra = f", {m['tiles']} tile{'s' if m['tiles'] != 1 else ''}" if m.get("tiles") else ""
+        lines.append(f"  {m['name']} ({m.get('op_type') or m.get('kind')}){shape}{extra}")
+    if skipped:
+        lines.append(f"skipped {len(skipped)} layer{'s' if len(skipped) != 1 else ''} (they stay digital):")
+        for s in skipped:
+            reason = s.get("reason") or "not mapped"
+            lines.append(f"  {s['name']} ({s.get('op_type', '?')}): {reason}")
+    else:
+        lines.append("skipped: none")
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
+    t = report.get("totals") or {}
+    if t.get("crossbars"):
+        lines.append(f"crossbars: {t['tiles']:,} tiles, {t['crossbars']:,} arrays, {t['devices']:,} devices")
+    size = out.stat().st_size if out.exists() else 0
+    lines.append(f"wrote {out} ({_size_text(size)}) in {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+def _size_text(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# --------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from memcc import info as minfo
+    from memcc import io as mio
+
+    model = mio.load_model(args.model)
+    desc = minfo.describe(model)
+    if args.json:
+        print(json.dumps(desc, indent=2))
+    else:
+        print(minfo.format_table(desc))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+def _load_array_file(path: str) -> Any:
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"input file {path!r}: no such file")
+    if p.is_dir():
+        raise ConfigError(f"input file {path!r} is a directory")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ConfigError(f"input file {path!r} is not a readable .npy/.npz file: {_one_line(str(exc))}") from None
+
+
+def _gather_inputs(specs: Sequence[str], input_names: list[str]) -> dict:
+    import numpy as np
+
+    feed: dict[str, Any] = {}
+    positional: list[tuple[str, Any]] = []
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if sep and name in input_names and not Path(spec).exists():
+            if name in feed:
+                raise ConfigError(f"input {name!r} is given twice")
+            arr = _load_array_file(file)
+            if not isinstance(arr, np.ndarray):
+                raise ConfigError(f"{file!r}: NAME=FILE needs an .npy file, not an .npz archive")
+            feed[name] = arr
+            continue
+        if sep and not Path(spec).exists() and name not in input_names:
+            raise ConfigError(
+                f"--input {spec!r}: the model has no input named {name!r}; its inputs are: {', '.join(input_names)}"
+            )
+        data = _load_array_file(spec)
+        if isinstance(data, np.ndarray):
+            positional.append((spec, data))
+        else:  # .npz: arrays by input name
+            with data:
+                for key in data.files:
+                    if key not in input_names:
+                        raise ConfigError(
+                            f"{spec!r} holds array {key!r}, but the model has no such input; its inputs are: {', '.join(input_names)}"
+                        )
+                    if key in feed:
+                        raise ConfigError(f"input {key!r} is given twice")
+                    feed[key] = data[key]
+    free = [n for n in input_names if n not in feed]
+    if len(positional) > len(free):
+        raise ConfigError(
+            f"{len(positional)} unnamed input files for {len(free)} remaining model input(s) ({', '.join(free) or 'none'})"
+        )
+    for (_, arr), name in zip(positional, free):
+        feed[name] = arr
+    missing = [n for n in input_names if n not in feed]
+    if missing:
+        raise ConfigError(
+            f"no value for model input {missing[0]!r}; pass --input FILE.npy or --input {missing[0]}=FILE.npy"
+        )
+    return feed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from memcc import io as mio
+    from memcc import runtime
+
+    out_path = None
+    if args.output:
+        out_path = _check_side_file(args.output, "output", Path(args.model))
+        if out_path.suffix.lower() not in (".npy", ".npz"):
+            raise ConfigError(f"output {args.output!r}: use a .npy or .npz file name")
+    model = mio.load_model(args.model)
+    initializers = {init.name for init in model.graph.initializer}
+    input_names = [i.name for i in model.graph.input if i.name not in initializers]
+    feed = _gather_inputs(args.input, input_names)  # read the arrays before the library loads
+    source = model if mio.serialized_size(model) < 2**31 - 2**20 else args.model
+    sess = runtime.session(source)
+    outputs = runtime.run(sess, feed)
+    names = [o.name for o in sess.get_outputs()]
+
+    if out_path is not None and out_path.suffix.lower() == ".npy" and len(outputs) != 1:
+        raise ConfigError(
+            f"the model has {len(outputs)} outputs; save them to an .npz file instead of {args.output!r}"
+        )
+    for name, value in zip(names, outputs):
+        arr = np.asarray(value)
+        print(f"{name}: {arr.dtype} [{', '.join(str(d) for d in arr.shape)}]")
+    if out_path is not None:
+        _save_arrays(out_path, dict(zip(names, outputs)))
+        print(f"wrote {out_path}")
+    return 0
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    import tempfile
+
+    import numpy as np
+
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if path.suffix.lower() == ".npz":
+                np.savez(f, **arrays)
+            else:
+                np.save(f, next(iter(arrays.values())))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+
+
+COMMANDS = {"compile": cmd_compile, "info": cmd_info, "run": cmd_run}
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except _UsageError as exc:
+        return _error(f"{exc} (see `memcc --help`)" if "argument" in str(exc) else str(exc))
+    except MemccError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

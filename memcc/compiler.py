@@ -1,0 +1,198 @@
+"""`memcc.compile`: map a model's Gemm/MatMul/Conv layers onto memristive crossbars.
+
+    import memcc
+    mem = memcc.compile("model.onnx", tile=(128, 128), adc_bits=8)
+    mem, report = memcc.compiler.compile_with_report(model_proto, scheme="single")
+    print(report.summary())
+
+The compilation is a `memcc.passes.Pipeline` of passes run on a private copy of the model (the
+caller's ModelProto is never modified); see `memcc.passes` for the passes and how to compose
+your own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Iterable, Union
+
+import onnx
+
+from memcc.errors import ConfigError, ModelLoadError, NothingToMapError
+
+
+def _import_passes():
+    """`memcc.passes`; in a source checkout (not installed) load the top-level `passes/` as it."""
+    try:
+        import memcc.passes as passes_module
+
+        return passes_module
+    except ModuleNotFoundError as exc:
+        if exc.name != "memcc.passes":
+            raise
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "passes"
+    spec = importlib.util.spec_from_file_location(
+        "memcc.passes", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover
+        raise ImportError("memcc.passes is not installed and no source tree passes/ was found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["memcc.passes"] = module
+    spec.loader.exec_module(module)
+    import memcc
+
+    memcc.passes = module
+    return module
+
+
+_passes = _import_passes()
+CompileContext = _passes.CompileContext
+CompileOptions = _passes.CompileOptions
+CompileReport = _passes.CompileReport
+Pass = _passes.Pass
+Pipeline = _passes.Pipeline
+default_passes = _passes.default_passes
+
+ModelLike = Union[str, "os.PathLike[str]", bytes, onnx.ModelProto]
+
+
+def _load(model: ModelLike) -> onnx.ModelProto:
+    """The model as a ModelProto (the caller's object when one is given; never modified)."""
+    try:
+        from memcc.io import load_model
+    except ImportError:  # pragma: no cover - memcc.io is part of the package
+        load_model = _fallback_load
+    return load_model(model)
+
+
+def _fallback_load(model: ModelLike) -> onnx.ModelProto:  # pragma: no cover - see _load
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            return onnx.load_model_from_string(bytes(model))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"the model bytes are not an ONNX model: {exc}") from None
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(f"cannot load a model from a {type(model).__name__}")
+    if not os.path.isfile(model):
+        raise ModelLoadError(f"{model}: no such file")
+    try:
+        return onnx.load(os.fspath(model))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{model}: not an ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+def _pipeline(passes) -> Pipeline:
+    if passes is None:
+        return Pipeline(default_passes())
+    if isinstance(passes, Pipeline):
+        return passes
+    if isinstance(passes, Pass) or not isinstance(passes, Iterable):
+        raise ConfigError("passes must be a list of memcc.passes.Pass instances or a Pipeline")
+    return Pipeline(passes)
+
+
+def compile_with_report(
+    model: ModelLike,
+    *,
+    device="ideal",
+    scheme: str = "double",
+    tile=(0, 0),
+    dac_bits: int = 0,
+    adc_bits: int = 0,
+    adc_overflow_rate: float = 0.0,
+    max_input_voltage: float = 0.3,
+    input_range: float = 0.0,
+    r_on: float | None = None,
+    r_off: float | None = None,
+    seed: int = 0,
+    passes=None,
+    progress: bool | None = None,
+) -> tuple[onnx.ModelProto, CompileReport]:
+    """Like `compile`, and also return the `CompileReport` (mapped layers, skipped nodes, notes)."""
+    options = CompileOptions(
+        device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
+        adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
+        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed,
+    ).validated()
+    device_obj = options.make_device()
+    if progress is not None and not isinstance(progress, bool):
+        raise ConfigError(f"progress must be True, False or None, got {progress!r}")
+    pipeline = _pipeline(passes)
+
+    source = _load(model)
+    work = onnx.ModelProto()
+    work.CopyFrom(source)
+    ctx = CompileContext(work, options, progress=progress, device=device_obj)
+    ctx.source = source
+    pipeline.run(ctx)
+    if not ctx.report.mapped:
+        raise NothingToMapError(_nothing_to_map_message(ctx.report))
+    return ctx.model, ctx.report
+
+
+def compile(
+    model: ModelLike,
+    *,
+    device="ideal",
+    scheme: str = "double",
+    tile=(0, 0),
+    dac_bits: int = 0,
+    adc_bits: int = 0,
+    adc_overflow_rate: float = 0.0,
+    max_input_voltage: float = 0.3,
+    input_range: float = 0.0,
+    r_on: float | None = None,
+    r_off: float | None = None,
+    seed: int = 0,
+    passes=None,
+    progress: bool | None = None,
+) -> onnx.ModelProto:
+    """Compile an ONNX model into a memristive-crossbar simulation; return the new ModelProto.
+
+    Args:
+        model: a path to an .onnx file, its bytes, or an `onnx.ModelProto` (never modified).
+        device: a name from `memcc.devices.list_devices()` ("ideal") or a `memcc.devices.Device`.
+        scheme: "double" (differential pair of crossbars) or "single" (one crossbar plus a
+            reference column).
+        tile: crossbar size (rows, cols); 0 in a position: not split along that axis.
+        dac_bits, adc_bits: 0 (continuous) or 2..24.
+        adc_overflow_rate: fraction of a tile read allowed to overflow the ADC range, in [0, 1).
+        max_input_voltage: largest word-line voltage (V), > 0.
+        input_range: 0 (each input vector scaled by its own max |x|) or the fixed range mapped
+            to max_input_voltage.
+        r_on, r_off: override the device's resistance window (ohm); None: the device's default.
+        seed: seed of `ctx.rng` for stochastic passes; the same seed gives a bit-identical model.
+        passes: None for `memcc.passes.default_passes()`, or a list of `memcc.passes.Pass`
+            (or a `Pipeline`) run in order instead.
+        progress: True/False to force the progress bar on/off; None: only when stderr is a
+            terminal and the model is large.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded. ConfigError: an option is invalid.
+        NothingToMapError: no layer could be mapped (the message lists why nodes were skipped).
+
+    Use `compile_with_report` to also get the `CompileReport`.
+    """
+    compiled, _ = compile_with_report(
+        model, device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
+        adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
+        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed, passes=passes,
+        progress=progress,
+    )
+    return compiled
+
+
+def _nothing_to_map_message(report: CompileReport) -> str:
+    msg = "nothing to map: the model has no Gemm, MatMul or Conv with a constant float32 weight"
+    if report.skipped:
+        reasons = Counter(s.reason for s in report.skipped)
+        parts = [f"{n}× {r}" if n > 1 else r for r, n in reasons.most_common(3)]
+        more = len(reasons) - 3
+        msg += " (skipped: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "") + ")"
+    return msg

@@ -1,0 +1,285 @@
+"""Compile settings: validation, TOML config files, and precedence of CLI flags over files.
+
+Every `memcc compile` flag has a key of the same name in a TOML file (underscores or dashes):
+
+    device = "ideal"
+    tile = "128x128"          # or [128, 128], or 128 (square), or "none" / 0 (no tiling)
+    dac_bits = 8
+    adc_bits = 8
+    adc_overflow_rate = 0.0
+    scheme = "double"         # or "single"
+    max_input_voltage = 0.3
+    input_range = 0.0
+    r_on = 1e4
+    r_off = 1e6
+    seed = 0
+
+The keys may also sit in a `[compile]` table. `resolve()` merges defaults < file < flags and
+returns keyword arguments for `memcc.compiler.compile`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from memcc.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib as _toml
+else:  # pragma: no cover - Python 3.10
+    import tomli as _toml
+
+SCHEMES = ("double", "single")
+
+#: Defaults of `memcc.compiler.compile`; r_on/r_off = None means "the device's own values".
+DEFAULTS: dict[str, Any] = {
+    "device": "ideal",
+    "scheme": "double",
+    "tile": (0, 0),
+    "dac_bits": 0,
+    "adc_bits": 0,
+    "adc_overflow_rate": 0.0,
+    "max_input_voltage": 0.3,
+    "input_range": 0.0,
+    "r_on": None,
+    "r_off": None,
+    "seed": 0,
+}
+
+COMPILE_KEYS = tuple(DEFAULTS)
+
+
+# --------------------------------------------------------------------------------------------
+# Value parsers: each takes a str (from a flag) or a TOML value, returns the checked value.
+# --------------------------------------------------------------------------------------------
+
+
+def parse_tile(value: Any, key: str = "tile") -> tuple[int, int]:
+    """Parse a crossbar size: "128x64", "128" (square), "0"/"none" (no tiling), [r, c] or int.
+
+    A 0 in one position means "not split along that axis", as in the op's `tile_shape`.
+    """
+    def bad(why: str) -> ConfigError:
+        return ConfigError(
+            f"{key}: {why}; use ROWSxCOLS like \"128x128\", one number for a square tile, "
+            "or \"none\" for no tiling"
+        )
+
+    if isinstance(value, bool):
+        raise bad(f"{value!r} is not a tile size")
+    if isinstance(value, int):
+        rows = cols = value
+    elif isinstance(value, (list, tuple)):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad(f"{list(value)!r} is not two integers")
+        rows, cols = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("none", "off", "no", ""):
+            return (0, 0)
+        parts = text.replace("×", "x").replace("*", "x").split("x")
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2:
+            raise bad(f"{value!r} is not a tile size")
+        try:
+            rows, cols = (int(p.strip()) for p in parts)
+        except ValueError:
+            raise bad(f"{value!r} is not a tile size") from None
+    else:
+        raise bad(f"{value!r} is not a tile size")
+    if rows < 0 or cols < 0:
+        raise bad(f"{value!r} has a negative size")
+    return (rows, cols)
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip(), 0)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected an integer, got {value!r}")
+
+
+def _as_float(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    else:
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if not math.isfinite(result):
+        raise ConfigError(f"{key}: must be finite, got {value!r}")
+    return result
+
+
+def _bits(value: Any, key: str) -> int:
+    bits = _as_int(value, key)
+    if bits != 0 and not 2 <= bits <= 24:
+        raise ConfigError(f"{key}: must be 0 (off) or between 2 and 24, got {bits}")
+    return bits
+
+
+def _overflow_rate(value: Any, key: str) -> float:
+    q = _as_float(value, key)
+    if not 0.0 <= q < 1.0:
+        raise ConfigError(f"{key}: must satisfy 0 <= rate < 1, got {q}")
+    return q
+
+
+def _positive(value: Any, key: str) -> float:
+    x = _as_float(value, key)
+    if x <= 0:
+        raise ConfigError(f"{key}: must be > 0, got {x}")
+    return x
+
+
+def _non_negative(value: Any, key: str) -> float:
+    x = _as_float(value, key)
+    if x < 0:
+        raise ConfigError(f"{key}: must be >= 0, got {x}")
+    return x
+
+
+def _resistance(value: Any, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", "default", ""):
+        return None
+    return _positive(value, key)
+
+
+def _seed(value: Any, key: str) -> int:
+    s = _as_int(value, key)
+    if s < 0:
+        raise ConfigError(f"{key}: must be >= 0, got {s}")
+    return s
+
+
+def _device(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: expected a device name such as \"ideal\", got {value!r}")
+    return value.strip()
+
+
+def _scheme(value: Any, key: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in SCHEMES:
+        raise ConfigError(f"{key}: must be one of {', '.join(SCHEMES)}, got {value!r}")
+    return value.strip().lower()
+
+
+PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "device": _device,
+    "scheme": _scheme,
+    "tile": parse_tile,
+    "dac_bits": _bits,
+    "adc_bits": _bits,
+    "adc_overflow_rate": _overflow_rate,
+    "max_input_voltage": _positive,
+    "input_range": _non_negative,
+    "r_on": _resistance,
+    "r_off": _resistance,
+    "seed": _seed,
+}
+
+
+def validate(settings: Mapping[str, Any], *, source: str = "") -> dict[str, Any]:
+    """Check every key and value; return the parsed settings. Keys may use dashes."""
+    prefix = f"{source}: " if source else ""
+    out: dict[str, Any] = {}
+    for raw_key, value in settings.items():
+        key = str(raw_key).replace("-", "_")
+        if key == "tile_shape":
+            key = "tile"
+        parser = PARSERS.get(key)
+        if parser is None:
+            raise ConfigError(
+                f"{prefix}unknown setting {raw_key!r}; known settings: {', '.join(COMPILE_KEYS)}"
+            )
+        if key in out:
+            raise ConfigError(f"{prefix}setting {key!r} is given twice")
+        try:
+            out[key] = parser(value, key)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc}") from None
+    return out
+
+
+def _check_combination(settings: Mapping[str, Any]) -> None:
+    r_on, r_off = settings.get("r_on"), settings.get("r_off")
+    if r_on is not None and r_off is not None and not r_on < r_off:
+        raise ConfigError(f"r_on ({r_on:g} ohm) must be smaller than r_off ({r_off:g} ohm)")
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a TOML config file; return only the keys it sets."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r}: no such file")
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a directory")
+    try:
+        with open(p, "rb") as f:
+            data = _toml.load(f)
+    except _toml.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+    return parse_config_dict(data, source=f"config file {str(p)!r}")
+
+
+def parse_config_dict(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Validate the contents of a config file (top-level keys and/or a [compile] table)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "compile" and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                norm = sub_key.replace("-", "_")
+                if norm in flat:
+                    raise ConfigError(f"{source}: setting {norm!r} is given twice")
+                flat[norm] = sub_value
+        else:
+            norm = key.replace("-", "_")
+            if norm in flat:
+                raise ConfigError(f"{source}: setting {norm!r} is given twice")
+            flat[norm] = value
+    settings = validate(flat, source=source)
+    try:
+        _check_combination(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return settings
+
+
+def resolve(
+    file_settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge defaults < config file < overrides (None values in overrides are ignored).
+
+    Returns keyword arguments for `memcc.compiler.compile` (with `tile` as a tuple).
+    """
+    merged = dict(DEFAULTS)
+    if file_settings:
+        merged.update(validate(file_settings))
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        merged.update(validate(given))
+    _check_combination(merged)
+    return merged

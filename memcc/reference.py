@@ -1,0 +1,432 @@
+"""Plain NumPy reference of `ai.memcc::MemristiveMatMul` (docs/op-spec.md), the oracle of memcc's tests.
+
+Everything here follows the text of the spec step by step and favours readability over speed; it
+computes in float64 and returns float32. Public pieces:
+
+- `memristive_matmul(X, G, bias=None, **attributes)`: the whole operator (matmul and conv mode).
+- `linear_quantize(values, bits, overflow_rate=0.0)`: the spec's `Quant`, over one read.
+- `conv_geometry(spatial_shape, kernel_shape, ...)`: output sizes and pads of conv mode.
+- `validate_attributes(attributes)`: the attribute constraints, with defaults filled in.
+- `MemristiveMatMul` (alias `MemristiveMatMulOp`): an `onnx.reference` operator so that
+  `onnx.reference.ReferenceEvaluator(model, new_ops=[MemristiveMatMul])` runs compiled models
+  without memcc's C++ library.
+
+Every violated constraint raises `ValueError` naming the attribute or input and the constraint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+OP_DOMAIN = "ai.memcc"
+OP_TYPE = "MemristiveMatMul"
+
+AUTO_PAD_VALUES = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+QUANTIZATION_VALUES = ("linear",)
+
+#: The attributes of the op and their defaults (None: required or "absent").
+ATTRIBUTE_DEFAULTS = {
+    "weight_scale": None,
+    "g_ref": 0.0,
+    "tile_shape": (0, 0),
+    "max_input_voltage": 0.3,
+    "input_range": 0.0,
+    "dac_bits": 0,
+    "adc_bits": 0,
+    "adc_overflow_rate": 0.0,
+    "quantization": "linear",
+    "kernel_shape": None,
+    "strides": None,
+    "pads": None,
+    "dilations": None,
+    "group": 1,
+    "auto_pad": "NOTSET",
+}
+
+_CONV_ONLY = ("strides", "pads", "dilations", "group", "auto_pad")
+
+
+# --------------------------------------------------------------------------------------------
+# Attribute validation
+# --------------------------------------------------------------------------------------------
+
+
+def _finite_float(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"attribute {name!r} must be a float, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"attribute {name!r} must be finite, got {v}")
+    return v
+
+
+def _int(name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"attribute {name!r} must be an int, got {value!r}")
+    return int(value)
+
+
+def _ints(name: str, value) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise ValueError(f"attribute {name!r} must be a list of ints, got {value!r}")
+    return tuple(_int(name, v) for v in value)
+
+
+def _string(name: str, value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str):
+        raise ValueError(f"attribute {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _bits(name: str, value) -> int:
+    b = _int(name, value)
+    if b != 0 and not 2 <= b <= 24:
+        raise ValueError(f"attribute {name!r} must be 0 or in 2..24, got {b}")
+    return b
+
+
+def validate_attributes(attributes: dict) -> dict:
+    """Check the attributes against docs/op-spec.md and return them with defaults filled in.
+
+    Conv-mode attributes are returned with their defaults expanded to `n` values once
+    `kernel_shape` is known; in matmul mode they are None. Raises ValueError.
+    """
+    unknown = sorted(set(attributes) - set(ATTRIBUTE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {', '.join(map(repr, unknown))}")
+    a = {k: attributes.get(k, d) for k, d in ATTRIBUTE_DEFAULTS.items()}
+    # Treat an explicit None like an absent attribute.
+    a = {k: (ATTRIBUTE_DEFAULTS[k] if v is None else v) for k, v in a.items()}
+
+    if a["weight_scale"] is None:
+        raise ValueError("attribute 'weight_scale' is required")
+    a["weight_scale"] = _finite_float("weight_scale", a["weight_scale"])
+    if not a["weight_scale"] > 0:
+        raise ValueError(f"attribute 'weight_scale' must be > 0, got {a['weight_scale']}")
+    a["g_ref"] = _finite_float("g_ref", a["g_ref"])
+
+    tile = _ints("tile_shape", a["tile_shape"])
+    if len(tile) != 2 or min(tile) < 0:
+        raise ValueError(f"attribute 'tile_shape' must be two values >= 0, got {list(tile)}")
+    a["tile_shape"] = tile
+
+    a["max_input_voltage"] = _finite_float("max_input_voltage", a["max_input_voltage"])
+    if not a["max_input_voltage"] > 0:
+        raise ValueError(f"attribute 'max_input_voltage' must be > 0, got {a['max_input_voltage']}")
+    a["input_range"] = _finite_float("input_range", a["input_range"])
+    if a["input_range"] < 0:
+        raise ValueError(f"attribute 'input_range' must be >= 0, got {a['input_range']}")
+    a["dac_bits"] = _bits("dac_bits", a["dac_bits"])
+    a["adc_bits"] = _bits("adc_bits", a["adc_bits"])
+    a["adc_overflow_rate"] = _finite_float("adc_overflow_rate", a["adc_overflow_rate"])
+    if not 0.0 <= a["adc_overflow_rate"] < 1.0:
+        raise ValueError(
+            f"attribute 'adc_overflow_rate' must satisfy 0 <= q < 1, got {a['adc_overflow_rate']}"
+        )
+    a["quantization"] = _string("quantization", a["quantization"])
+    if a["quantization"] not in QUANTIZATION_VALUES:
+        raise ValueError(
+            f"attribute 'quantization' must be one of {list(QUANTIZATION_VALUES)}, "
+            f"got {a['quantization']!r}"
+        )
+
+    if a["kernel_shape"] is None:
+        present = [k for k in _CONV_ONLY if k in attributes and attributes[k] is not None]
+        if present:
+            raise ValueError(
+                f"attribute(s) {', '.join(map(repr, present))} are only allowed in conv mode "
+                "(with 'kernel_shape')"
+            )
+        return a
+
+    ks = _ints("kernel_shape", a["kernel_shape"])
+    n = len(ks)
+    if n not in (1, 2, 3) or min(ks) < 1:
+        raise ValueError(f"attribute 'kernel_shape' must be 1 to 3 values >= 1, got {list(ks)}")
+    a["kernel_shape"] = ks
+    for name, default, count in (("strides", 1, n), ("dilations", 1, n), ("pads", 0, 2 * n)):
+        vals = (default,) * count if a[name] is None else _ints(name, a[name])
+        if len(vals) != count:
+            raise ValueError(f"attribute {name!r} must have {count} values, got {list(vals)}")
+        if name == "pads":
+            if min(vals) < 0:
+                raise ValueError(f"attribute 'pads' must be values >= 0, got {list(vals)}")
+        elif min(vals) < 1:
+            raise ValueError(f"attribute {name!r} must be values >= 1, got {list(vals)}")
+        a[name] = vals
+    a["group"] = _int("group", a["group"])
+    if a["group"] < 1:
+        raise ValueError(f"attribute 'group' must be >= 1, got {a['group']}")
+    a["auto_pad"] = _string("auto_pad", a["auto_pad"])
+    if a["auto_pad"] not in AUTO_PAD_VALUES:
+        raise ValueError(
+            f"attribute 'auto_pad' must be one of {list(AUTO_PAD_VALUES)}, got {a['auto_pad']!r}"
+        )
+    if a["auto_pad"] != "NOTSET" and attributes.get("pads") is not None:
+        raise ValueError(f"attribute 'pads' must be absent when auto_pad is {a['auto_pad']!r}")
+    return a
+
+
+# --------------------------------------------------------------------------------------------
+# The linear quantizer
+# --------------------------------------------------------------------------------------------
+
+
+def _quantize_reads(reads: np.ndarray, bits: int, overflow_rate: float) -> np.ndarray:
+    """Apply `Quant` to each row of `reads` (shape [R, m]) independently, as float64."""
+    reads = np.asarray(reads, dtype=np.float64)
+    m = reads.shape[-1]
+    if reads.size == 0:
+        return reads.copy()
+    # Step 1: Q is the t-th smallest magnitude of each read.
+    t = m - 1 - math.floor(overflow_rate * m)
+    t = min(max(t, 0), m - 1)
+    magnitudes = np.sort(np.abs(reads), axis=-1)
+    Q = magnitudes[:, t]
+    # Step 3: c = the smallest integer with 2**c >= Q. frexp writes Q = f * 2**e with
+    # 0.5 <= f < 1, so c = e, except c = e - 1 when Q is exactly a power of two (f == 0.5).
+    safe_Q = np.where(Q > 0, Q, 1.0)
+    f, e = np.frexp(safe_Q)
+    c = np.where(f == 0.5, e - 1, e)
+    delta = np.ldexp(1.0, (c + 1 - bits).astype(np.int64))[:, None]
+    # Step 4: round half to even, clamp to the b-bit signed range.
+    levels = np.clip(np.round(reads / delta), -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    out = levels * delta
+    # Step 2: a read whose Q is 0 gives all zeros.
+    out[Q == 0] = 0.0
+    return out
+
+
+def linear_quantize(values, bits: int, overflow_rate: float = 0.0) -> np.ndarray:
+    """The spec's linear quantizer `Quant(values, bits, overflow_rate)` over one read.
+
+    All entries of `values` (any shape) form one read; the result has the same shape, float64.
+    """
+    bits = _bits("bits", bits)
+    if bits == 0:
+        raise ValueError("linear_quantize needs bits in 2..24")
+    q = _finite_float("overflow_rate", overflow_rate)
+    if not 0.0 <= q < 1.0:
+        raise ValueError(f"overflow_rate must satisfy 0 <= q < 1, got {q}")
+    a = np.asarray(values, dtype=np.float64)
+    return _quantize_reads(a.reshape(1, -1), bits, q).reshape(a.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Conv geometry and im2col
+# --------------------------------------------------------------------------------------------
+
+
+def conv_geometry(
+    spatial_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    pads: Sequence[int] | None = None,
+    dilations: Sequence[int] | None = None,
+    auto_pad: str = "NOTSET",
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Output sizes and begin/end pads of conv mode (the ONNX `Conv` rules of the spec).
+
+    Returns `(out_shape, pad_begin, pad_end)`; raises ValueError if an output size is < 1.
+    """
+    n = len(kernel_shape)
+    strides = tuple(strides) if strides is not None else (1,) * n
+    dilations = tuple(dilations) if dilations is not None else (1,) * n
+    pads = tuple(pads) if pads is not None else (0,) * (2 * n)
+    out, begin, end = [], [], []
+    for d in range(n):
+        size = int(spatial_shape[d])
+        extent = (kernel_shape[d] - 1) * dilations[d] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-size // strides[d])  # ceil
+            total = max(0, (o - 1) * strides[d] + extent - size)
+            b = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            e = total - b
+        else:
+            b, e = (0, 0) if auto_pad == "VALID" else (pads[d], pads[n + d])
+            o = (size + b + e - extent) // strides[d] + 1
+        if o < 1:
+            raise ValueError(
+                f"conv mode: output size along spatial axis {d} would be {o} (input {size}, "
+                f"kernel extent {extent}, pads {b}+{e}, stride {strides[d]}); it must be >= 1"
+            )
+        out.append(o)
+        begin.append(b)
+        end.append(e)
+    return tuple(out), tuple(begin), tuple(end)
+
+
+def _im2col(X: np.ndarray, a: dict, out_shape, pad_begin, pad_end) -> np.ndarray:
+    """Input vectors of conv mode: shape [B, group, prod(out), K] (float64)."""
+    B, C = X.shape[:2]
+    n = len(a["kernel_shape"])
+    group = a["group"]
+    ks, st, dil = a["kernel_shape"], a["strides"], a["dilations"]
+    padded = np.pad(X, [(0, 0), (0, 0)] + [(pad_begin[d], pad_end[d]) for d in range(n)])
+    offsets = list(np.ndindex(*ks))  # row-major order: flat(o)
+    cols = np.empty((B, C, len(offsets)) + tuple(out_shape), dtype=np.float64)
+    for idx, o in enumerate(offsets):
+        # i_d = p_d * stride_d - padbegin_d + o_d * dilation_d, shifted by padbegin_d in `padded`.
+        slices = tuple(
+            slice(o[d] * dil[d], o[d] * dil[d] + (out_shape[d] - 1) * st[d] + 1, st[d])
+            for d in range(n)
+        )
+        cols[:, :, idx] = padded[(slice(None), slice(None)) + slices]
+    P = int(np.prod(out_shape))
+    cg = C // group
+    # [B, group, C/group, offsets, P] -> [B, group, P, C/group * offsets]; k = c * prod(ks) + flat(o)
+    cols = cols.reshape(B, group, cg, len(offsets), P)
+    return cols.transpose(0, 1, 4, 2, 3).reshape(B, group, P, cg * len(offsets))
+
+
+# --------------------------------------------------------------------------------------------
+# The crossbar computation of one set of input vectors
+# --------------------------------------------------------------------------------------------
+
+
+def _crossbar(x: np.ndarray, D: np.ndarray, a: dict) -> np.ndarray:
+    """Steps 1-8 (without the bias) for input vectors x [R, K] against D [K, N']: [R, N']."""
+    R, K = x.shape
+    n_cols = D.shape[1]
+    if R == 0:
+        return np.zeros((0, n_cols))
+    # 1. Input scale.
+    if a["input_range"] > 0:
+        s = np.full(R, a["input_range"])
+    else:
+        s = np.max(np.abs(x), axis=1) if K > 0 else np.zeros(R)
+    zero = s == 0
+    s_safe = np.where(zero, 1.0, s)
+    # 2. Normalise.
+    u = np.clip(x / s_safe[:, None], -1.0, 1.0)
+    # 3. DAC.
+    if a["dac_bits"] > 0:
+        L = 2.0 ** (a["dac_bits"] - 1) - 1
+        u = np.round(u * L) / L
+    # 4. Voltages.
+    v = u * a["max_input_voltage"]
+    # 5.-7. Tile MACs, ADC per tile read, digital sum.
+    tr = a["tile_shape"][0] or max(K, 1)
+    tc = a["tile_shape"][1] or max(n_cols, 1)
+    acc = np.zeros((R, n_cols))
+    for r0 in range(0, max(K, 1), tr):
+        rows = slice(r0, min(K, r0 + tr))
+        current = v[:, rows] @ D[rows, :]  # I_{r,j}, one row per input vector
+        if a["adc_bits"] > 0:
+            for c0 in range(0, n_cols, tc):
+                cols = slice(c0, min(n_cols, c0 + tc))
+                current[:, cols] = _quantize_reads(
+                    current[:, cols], a["adc_bits"], a["adc_overflow_rate"]
+                )
+        acc += current
+    # 8. Back to weights.
+    y = acc * (a["weight_scale"] * s_safe / a["max_input_voltage"])[:, None]
+    y[zero] = 0.0
+    return y
+
+
+def memristive_matmul(X, G, bias=None, **attributes) -> np.ndarray:
+    """Evaluate `ai.memcc::MemristiveMatMul` on NumPy arrays, as docs/op-spec.md defines it.
+
+    X: activations ([..., K] in matmul mode, [B, C, D1..Dn] in conv mode); G: conductances
+    [S, K, N], S in {1, 2}; bias: [N] or None (an empty array also means "no bias").
+    Attributes are the spec's, by name. Returns float32. Raises ValueError.
+    """
+    a = validate_attributes(attributes)
+    X = np.asarray(X, dtype=np.float64)
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim != 3 or G.shape[0] not in (1, 2):
+        raise ValueError(f"input 'G' must have shape [S, K, N] with S in {{1, 2}}, got {list(G.shape)}")
+    S, K, N = G.shape
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.ndim == 1 and bias.shape[0] == 0 and N != 0:
+            bias = None
+        elif bias.shape != (N,):
+            raise ValueError(f"input 'Bias' must have shape [{N}] (N of G), got {list(bias.shape)}")
+    # The effective differential conductance.
+    D = G[0] - G[1] if S == 2 else G[0] - a["g_ref"]
+
+    if a["kernel_shape"] is None:
+        if X.ndim < 1:
+            raise ValueError("matmul mode: input 'X' must have rank >= 1")
+        if X.shape[-1] != K:
+            raise ValueError(
+                f"matmul mode: last axis of 'X' ({X.shape[-1]}) must equal K = G.shape[1] ({K})"
+            )
+        y = _crossbar(X.reshape(-1, K), D, a)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(X.shape[:-1] + (N,)).astype(np.float32)
+
+    ks = a["kernel_shape"]
+    n = len(ks)
+    if X.ndim != n + 2:
+        raise ValueError(
+            f"conv mode: input 'X' must have rank {n + 2} for a {n}-D kernel, got rank {X.ndim}"
+        )
+    B, C = X.shape[:2]
+    group = a["group"]
+    if C % group:
+        raise ValueError(f"conv mode: group ({group}) must divide the channels C ({C})")
+    if N % group:
+        raise ValueError(f"conv mode: group ({group}) must divide N ({N})")
+    if K != (C // group) * int(np.prod(ks)):
+        raise ValueError(
+            f"conv mode: K = G.shape[1] ({K}) must equal (C / group) * prod(kernel_shape) "
+            f"= {(C // group) * int(np.prod(ks))}"
+        )
+    out_shape, pb, pe = conv_geometry(
+        X.shape[2:], ks, a["strides"], a["pads"], a["dilations"], a["auto_pad"]
+    )
+    cols = _im2col(X, a, out_shape, pb, pe)  # [B, group, P, K]
+    P = cols.shape[2]
+    ng = N // group
+    Y = np.zeros((B, N, P))
+    for h in range(group):
+        part = D[:, h * ng : (h + 1) * ng]
+        y = _crossbar(cols[:, h].reshape(B * P, K), part, a).reshape(B, P, ng)
+        Y[:, h * ng : (h + 1) * ng, :] = y.transpose(0, 2, 1)
+    if bias is not None:
+        Y += bias[None, :, None]
+    return Y.reshape((B, N) + tuple(out_shape)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# onnx.reference operator
+# --------------------------------------------------------------------------------------------
+
+try:
+    from onnx.reference.op_run import OpRun
+except ImportError:  # pragma: no cover - onnx without the reference runtime
+    OpRun = None
+
+if OpRun is not None:
+
+    class MemristiveMatMul(OpRun):
+        """`ai.memcc::MemristiveMatMul` for `onnx.reference.ReferenceEvaluator(new_ops=[...])`.
+
+        The evaluator looks operators up by class name, hence the name; `MemristiveMatMulOp`
+        is an alias.
+        """
+
+        op_domain = OP_DOMAIN
+
+        def _run(self, X, G, Bias=None, **attributes):
+            return (memristive_matmul(X, G, Bias, **attributes),)
+
+    MemristiveMatMulOp = MemristiveMatMul
+
+
+def evaluator(model, **kwargs):
+    """A `ReferenceEvaluator` for `model` that knows `ai.memcc::MemristiveMatMul`."""
+    from onnx.reference import ReferenceEvaluator
+
+    new_ops = list(kwargs.pop("new_ops", [])) + [MemristiveMatMul]
+    return ReferenceEvaluator(model, new_ops=new_ops, **kwargs)

@@ -1,0 +1,67 @@
+"""memcc's graph passes (installed as `memcc.passes`).
+
+Each pass does one job on a `CompileContext`; `default_passes()` is the standard order:
+
+1. `Normalize`            Constant/Identity weights → initializers; shape inference
+2. `FoldBatchNorm`        BatchNormalization folded into the Conv/Gemm before it
+3. `RewriteGemm`          Gemm      → MemristiveMatMul (matmul mode)
+4. `RewriteMatMul`        MatMul    → MemristiveMatMul (matmul mode)
+5. `RewriteConv`          Conv      → MemristiveMatMul (conv mode)
+6. `MapWeights`           weights   → conductances (device window, scheme)
+7. `CrossbarAttributes`   tile_shape, voltages, DAC/ADC attributes
+8. `Cleanup`              unused initializers removed, report ordered
+9. `Check`                onnx.checker on the result
+
+Compose your own with `Pipeline(default_passes())` and its `insert_after`/`replace`/`remove`,
+or pass a list to `memcc.compile(..., passes=[...])`. A custom pass subclasses `Pass` (or
+`RewritePass` for a new layer type) and implements `run(ctx)`.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    OP_DOMAIN,
+    OP_TYPE,
+    OP_VERSION,
+    CompileContext,
+    CompileOptions,
+    CompileReport,
+    FunctionPass,
+    MappedLayer,
+    Pass,
+    Pipeline,
+    RewritePass,
+    SkippedNode,
+)
+from .cleanup import Check, Cleanup
+from .crossbar_attributes import CrossbarAttributes
+from .fold_batchnorm import FoldBatchNorm
+from .map_weights import MapWeights
+from .normalize import Normalize
+from .rewrite_conv import RewriteConv
+from .rewrite_gemm import RewriteGemm
+from .rewrite_matmul import RewriteMatMul
+
+
+def default_passes() -> list[Pass]:
+    """A fresh list of the default pipeline's passes, in order."""
+    return [
+        Normalize(),
+        FoldBatchNorm(),
+        RewriteGemm(),
+        RewriteMatMul(),
+        RewriteConv(),
+        MapWeights(),
+        CrossbarAttributes(),
+        Cleanup(),
+        Check(),
+    ]
+
+
+__all__ = [
+    "OP_DOMAIN", "OP_TYPE", "OP_VERSION",
+    "CompileContext", "CompileOptions", "CompileReport", "MappedLayer", "SkippedNode",
+    "Pass", "FunctionPass", "RewritePass", "Pipeline", "default_passes",
+    "Normalize", "FoldBatchNorm", "RewriteGemm", "RewriteMatMul", "RewriteConv",
+    "MapWeights", "CrossbarAttributes", "Cleanup", "Check",
+]

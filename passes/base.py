@@ -1,0 +1,630 @@
+"""Pass infrastructure: `Pass`, `Pipeline`, `CompileContext`, `CompileOptions`, `CompileReport`.
+
+A pass has one job and a `run(ctx)` method that edits `ctx.model` in place. Passes communicate
+only through the model and through `ctx.layers` (the layers the rewrite passes turned into
+`ai.memcc::MemristiveMatMul` nodes, in graph order). Between passes the model is always a valid
+ONNX model: a freshly rewritten layer is a MemristiveMatMul whose `G` holds the plain weights
+(`G = W[None]`, `g_ref = 0`, `weight_scale = 1`, i.e. D = W), which `MapWeights` later turns into
+device conductances.
+
+Only the top-level graph is rewritten; sub-graphs (If/Loop/Scan bodies) and functions stay as
+they are.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from memcc.errors import ConfigError
+
+OP_DOMAIN = "ai.memcc"
+OP_TYPE = "MemristiveMatMul"
+OP_VERSION = 1
+
+SCHEMES = ("double", "single")
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(msg: str):
+    raise ConfigError(msg)
+
+
+def _check_bits(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        _fail(f"{name} must be an integer (0 or 2..24), got {v!r}")
+    if v != 0 and not 2 <= v <= 24:
+        _fail(f"{name} must be 0 (off) or 2..24, got {v}")
+    return int(v)
+
+
+def _check_float(name: str, v, *, positive=False, non_negative=False, below_one=False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        _fail(f"{name} must be a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        _fail(f"{name} must be finite, got {v}")
+    if positive and not v > 0:
+        _fail(f"{name} must be > 0, got {v:g}")
+    if non_negative and v < 0:
+        _fail(f"{name} must be >= 0, got {v:g}")
+    if below_one and not 0 <= v < 1:
+        _fail(f"{name} must satisfy 0 <= value < 1, got {v:g}")
+    return v
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """The settings of one compilation (the keyword arguments of `memcc.compile`).
+
+    `validated()` returns a checked copy (ConfigError with a one-line message otherwise).
+    `device` is a name from `memcc.devices.list_devices()` or a `memcc.devices.Device`;
+    `r_on`/`r_off` override the device's resistances when not None.
+    """
+
+    device: Any = "ideal"
+    scheme: str = "double"
+    tile: tuple[int, int] = (0, 0)
+    dac_bits: int = 0
+    adc_bits: int = 0
+    adc_overflow_rate: float = 0.0
+    max_input_voltage: float = 0.3
+    input_range: float = 0.0
+    r_on: float | None = None
+    r_off: float | None = None
+    seed: int = 0
+
+    def validated(self) -> "CompileOptions":
+        from dataclasses import replace
+
+        if not isinstance(self.scheme, str) or self.scheme.lower() not in SCHEMES:
+            _fail(f"scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        tile = self.tile
+        if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
+            tile = (int(tile), int(tile))
+        if (
+            not isinstance(tile, (tuple, list))
+            or len(tile) != 2
+            or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in tile)
+        ):
+            _fail(f"tile must be two integers >= 0 (rows, cols; 0 = no split), got {self.tile!r}")
+        r = {}
+        for name in ("r_on", "r_off"):
+            v = getattr(self, name)
+            r[name] = None if v is None else _check_float(name, v, positive=True)
+        if r["r_on"] is not None and r["r_off"] is not None and not r["r_on"] < r["r_off"]:
+            _fail(f"r_on ({r['r_on']:g} ohm) must be smaller than r_off ({r['r_off']:g} ohm)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            _fail(f"seed must be an integer >= 0, got {self.seed!r}")
+        return replace(
+            self,
+            scheme=self.scheme.lower(),
+            tile=(int(tile[0]), int(tile[1])),
+            dac_bits=_check_bits("dac_bits", self.dac_bits),
+            adc_bits=_check_bits("adc_bits", self.adc_bits),
+            adc_overflow_rate=_check_float("adc_overflow_rate", self.adc_overflow_rate, below_one=True),
+            max_input_voltage=_check_float("max_input_voltage", self.max_input_voltage, positive=True),
+            input_range=_check_float("input_range", self.input_range, non_negative=True),
+            r_on=r["r_on"],
+            r_off=r["r_off"],
+            seed=int(self.seed),
+        )
+
+    def make_device(self):
+        """The `memcc.devices.Device` these options describe (ConfigError if invalid)."""
+        from memcc.devices import get_device
+
+        return get_device(self.device, r_on=self.r_on, r_off=self.r_off)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MappedLayer:
+    """One layer rewritten into a MemristiveMatMul node.
+
+    `kind`: "gemm", "matmul" or "conv". `K`, `N`: the crossbar matrix (rows × columns, per group
+    for `N // group` columns). `tiles`: number of crossbar tiles (row tiles × column tiles × groups),
+    filled in by `CrossbarAttributes`. `scheme`, `weight_scale`, `g_ref`: filled by `MapWeights`.
+    """
+
+    node: str  # name of the MemristiveMatMul node
+    source: str  # name of the original node
+    op_type: str  # original op type
+    kind: str
+    K: int
+    N: int
+    group: int = 1
+    weight: str = ""  # initializer name of G
+    bias: str = ""  # input name of the bias ("" if none)
+    kernel_shape: tuple[int, ...] | None = None
+    mapped: bool = False
+    scheme: str | None = None
+    weight_scale: float | None = None
+    g_ref: float | None = None
+    tile_shape: tuple[int, int] = (0, 0)
+    tiles: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return (self.K, self.N)
+
+    @property
+    def devices(self) -> int:
+        """Number of memristive devices (cells) the layer occupies, reference columns excluded."""
+        s = 2 if self.scheme == "double" else 1
+        return s * self.K * self.N
+
+
+@dataclass
+class SkippedNode:
+    """A Gemm/MatMul/Conv (or other candidate) left digital, with the reason."""
+
+    node: str
+    op_type: str
+    reason: str
+
+
+@dataclass
+class CompileReport:
+    """What a compilation did: `mapped` layers, `skipped` nodes, `passes` run, `notes`."""
+
+    mapped: list[MappedLayer] = field(default_factory=list)
+    skipped: list[SkippedNode] = field(default_factory=list)
+    passes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def skip(self, node: onnx.NodeProto, reason: str) -> None:
+        self.skipped.append(SkippedNode(node.name, node.op_type, reason))
+
+    def summary(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [f"mapped {len(self.mapped)} layer(s), skipped {len(self.skipped)} node(s)"]
+        for m in self.mapped:
+            extra = f", group {m.group}" if m.group != 1 else ""
+            lines.append(
+                f"  {m.source or m.node} ({m.op_type}): K={m.K} N={m.N}{extra}, {m.tiles} tile(s)"
+            )
+        for s in self.skipped:
+            lines.append(f"  skipped {s.node or '<unnamed>'} ({s.op_type}): {s.reason}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# Context
+# --------------------------------------------------------------------------------------------
+
+
+class CompileContext:
+    """Everything a pass may read or change.
+
+    - `model`: the ONNX model being compiled (a private copy; passes edit it in place).
+    - `options`: the validated `CompileOptions`; `device`: the `Device` they describe.
+    - `report`: the `CompileReport` passes add to.
+    - `layers`: `MappedLayer` records of the MemristiveMatMul nodes written so far.
+    - `rng`: a `numpy.random.Generator` seeded with `options.seed` (for stochastic passes).
+    - `progress`: True/False: show progress bars or not; None: passes decide (on a TTY, for
+      large models).
+    - `value_info`: name → (elem_type, shape or None) from shape inference (`Normalize`).
+    - `source`: the caller's original model, never modified (may be None).
+    """
+
+    def __init__(self, model: onnx.ModelProto, options: CompileOptions | None = None, *,
+                 progress: bool | None = False, device=None):
+        self.model = model
+        self.options = (options or CompileOptions()).validated()
+        self.device = device if device is not None else self.options.make_device()
+        self.report = CompileReport()
+        self.layers: list[MappedLayer] = self.report.mapped  # the same list
+        self.rng = np.random.default_rng(self.options.seed)
+        self.progress = progress
+        self.value_info: dict[str, tuple[int, tuple | None]] = {}
+        self.source: onnx.ModelProto | None = None  # the caller's model (read-only), if known
+        self._names: set[str] | None = None
+        used = set(self.graph_output_names())
+        for n in self.graph.node:
+            used.update(n.input)
+            used.update(_implicit_inputs(n))
+        #: initializers nothing read in the input model (Cleanup leaves them alone)
+        self.initially_unused = {t.name for t in self.graph.initializer} - used
+
+    @property
+    def graph(self) -> onnx.GraphProto:
+        return self.model.graph
+
+    # ---- opsets ------------------------------------------------------------------------------
+
+    def opset(self, domain: str = "") -> int:
+        """The model's opset version for `domain` (0 if not imported)."""
+        for imp in self.model.opset_import:
+            if imp.domain in (domain, "ai.onnx" if domain == "" else domain):
+                return imp.version
+        return 0
+
+    def ensure_memcc_opset(self) -> None:
+        for imp in self.model.opset_import:
+            if imp.domain == OP_DOMAIN:
+                if imp.version != OP_VERSION:
+                    imp.version = OP_VERSION
+                return
+        self.model.opset_import.append(helper.make_opsetid(OP_DOMAIN, OP_VERSION))
+
+    # ---- names -------------------------------------------------------------------------------
+
+    def _all_names(self) -> set[str]:
+        names: set[str] = set()
+        g = self.graph
+
+        def visit(graph):
+            for n in graph.node:
+                names.add(n.name)
+                names.update(n.input)
+                names.update(n.output)
+                for a in n.attribute:
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        visit(a.g)
+                    for sub in a.graphs:
+                        visit(sub)
+            names.update(t.name for t in graph.initializer)
+            names.update(v.name for v in graph.input)
+            names.update(v.name for v in graph.output)
+            names.update(v.name for v in graph.value_info)
+
+        visit(g)
+        names.discard("")
+        return names
+
+    def unique_name(self, base: str) -> str:
+        """A name used nowhere in the model yet, derived deterministically from `base`."""
+        if self._names is None:
+            self._names = self._all_names()
+        base = base or "memcc"
+        name, i = base, 1
+        while name in self._names:
+            name = f"{base}_{i}"
+            i += 1
+        self._names.add(name)
+        return name
+
+    def node_label(self, node: onnx.NodeProto, index: int) -> str:
+        """The node's name, or a deterministic stand-in for unnamed nodes."""
+        return node.name or f"{node.op_type}_{index}"
+
+    # ---- tensors -----------------------------------------------------------------------------
+
+    def initializers(self) -> dict[str, onnx.TensorProto]:
+        return {t.name: t for t in self.graph.initializer}
+
+    def constant(self, name: str, inits: dict | None = None) -> np.ndarray | None:
+        """The value of `name` if it is an initializer of the top-level graph, else None."""
+        if not name:
+            return None
+        inits = self.initializers() if inits is None else inits
+        t = inits.get(name)
+        if t is None:
+            return None
+        return numpy_helper.to_array(t)
+
+    def add_initializer(self, array: np.ndarray, base_name: str) -> str:
+        """Add `array` as a new initializer with a unique name derived from `base_name`.
+
+        In IR version < 4 models every initializer must also be a graph input; one is added.
+        """
+        name = self.unique_name(base_name)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.graph.initializer.append(tensor)
+        if self.model.ir_version < 4:
+            self.graph.input.append(
+                helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims))
+            )
+        return name
+
+    def replace_initializer(self, name: str, array: np.ndarray, index: int | None = None) -> None:
+        """Give initializer `name` a new value (and fix its graph-input declaration, if any)."""
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        if index is None:
+            index = next(i for i, t in enumerate(self.graph.initializer) if t.name == name)
+        self.graph.initializer[index].CopyFrom(tensor)
+        for vi in self.graph.input:
+            if vi.name == name:
+                vi.CopyFrom(helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims)))
+
+    def elem_type(self, name: str) -> int | None:
+        """Element type of a value: initializer, graph input, or shape inference; None if unknown."""
+        for t in self.graph.initializer:
+            if t.name == name:
+                return t.data_type
+        info = self.value_info.get(name)
+        return info[0] if info else None
+
+    def shape(self, name: str) -> tuple | None:
+        info = self.value_info.get(name)
+        return info[1] if info else None
+
+    def graph_output_names(self) -> set[str]:
+        return {o.name for o in self.graph.output}
+
+    def consumers(self) -> dict[str, list[onnx.NodeProto]]:
+        """value name → top-level nodes reading it (sub-graph reads count under their parent node)."""
+        out: dict[str, list[onnx.NodeProto]] = {}
+        for n in self.graph.node:
+            for name in set(n.input) | _implicit_inputs(n):
+                if name:
+                    out.setdefault(name, []).append(n)
+        return out
+
+    def producers(self) -> dict[str, onnx.NodeProto]:
+        return {o: n for n in self.graph.node for o in n.output if o}
+
+    def layer(self, node_name: str) -> MappedLayer | None:
+        for rec in self.layers:
+            if rec.node == node_name:
+                return rec
+        return None
+
+
+def _implicit_inputs(node: onnx.NodeProto) -> set[str]:
+    """Names a node's sub-graphs read from the enclosing scope (over-approximation: all inputs)."""
+    names: set[str] = set()
+
+    def visit(graph):
+        for n in graph.node:
+            names.update(n.input)
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    visit(a.g)
+                for sub in a.graphs:
+                    visit(sub)
+
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            visit(a.g)
+        for sub in a.graphs:
+            visit(sub)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Passes
+# --------------------------------------------------------------------------------------------
+
+
+class Pass:
+    """One compilation step. Subclasses set `name` and implement `run(ctx)`."""
+
+    name = "pass"
+
+    def run(self, ctx: CompileContext) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class FunctionPass(Pass):
+    """A pass made from a plain function `fn(ctx)`."""
+
+    def __init__(self, fn: Callable[[CompileContext], None], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function")
+
+    def run(self, ctx: CompileContext) -> None:
+        self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return f"FunctionPass({self.name!r})"
+
+
+class Pipeline:
+    """An ordered list of passes. `Pipeline.default()` is memcc's standard pipeline.
+
+    Supports `append`, `insert_before(name, pass)`, `insert_after(name, pass)`, `remove(name)`,
+    `replace(name, pass)`, iteration and `len`.
+    """
+
+    def __init__(self, passes: Iterable[Pass] = ()):
+        self.passes: list[Pass] = []
+        for p in passes:
+            self.append(p)
+
+    @classmethod
+    def default(cls) -> "Pipeline":
+        from . import default_passes
+
+        return cls(default_passes())
+
+    def append(self, p: Pass) -> "Pipeline":
+        if callable(p) and not isinstance(p, Pass):
+            p = FunctionPass(p)
+        if not isinstance(p, Pass):
+            raise ConfigError(f"passes must be memcc.passes.Pass instances, got {p!r}")
+        self.passes.append(p)
+        return self
+
+    def _index(self, name: str) -> int:
+        for i, p in enumerate(self.passes):
+            if p.name == name:
+                return i
+        raise KeyError(f"no pass named {name!r} in the pipeline ({', '.join(self.names())})")
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.passes]
+
+    def insert_before(self, name: str, p: Pass) -> "Pipeline":
+        i = self._index(name)
+        self.passes.insert(i, Pipeline([p]).passes[0])
+        return self
+
+    def insert_after(self, name: str, p: Pass) -> "Pipeline":
+        i = self._index(name)
+        self.passes.insert(i + 1, Pipeline([p]).passes[0])
+        return self
+
+    def remove(self, name: str) -> "Pipeline":
+        del self.passes[self._index(name)]
+        return self
+
+    def replace(self, name: str, p: Pass) -> "Pipeline":
+        self.passes[self._index(name)] = Pipeline([p]).passes[0]
+        return self
+
+    def __iter__(self) -> Iterator[Pass]:
+        return iter(self.passes)
+
+    def __len__(self) -> int:
+        return len(self.passes)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.passes!r})"
+
+    def run(self, ctx: CompileContext) -> CompileContext:
+        for p in self.passes:
+            p.run(ctx)
+            ctx.report.passes.append(p.name)
+        return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by the rewrite passes
+# --------------------------------------------------------------------------------------------
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    """The value of the node's attribute `name`, or `default`."""
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode("utf-8") if isinstance(v, bytes) else v
+    return default
+
+
+def sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:/-]", "_", name)
+
+
+def make_memristive_node(ctx: CompileContext, *, inputs: list[str], output: str, name: str,
+                         **attributes) -> onnx.NodeProto:
+    """A MemristiveMatMul node (domain ai.memcc); also adds the opset import."""
+    ctx.ensure_memcc_opset()
+    attrs = {k: v for k, v in attributes.items() if v is not None}
+    while inputs and inputs[-1] == "":
+        inputs = inputs[:-1]
+    return helper.make_node(OP_TYPE, inputs, [output], name=name, domain=OP_DOMAIN, **attrs)
+
+
+def replace_nodes(graph: onnx.GraphProto, new_nodes: list[onnx.NodeProto]) -> None:
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT}
+
+
+class RewritePass(Pass):
+    """Base of the passes that turn one kind of node into MemristiveMatMul nodes.
+
+    Subclasses set `op_types` and implement `rewrite(ctx, node, label, inits)`, which returns the
+    nodes replacing `node` (in order), or a string: the reason the node stays digital (recorded in
+    `ctx.report.skipped`). `label` is the node's name or a deterministic stand-in.
+    """
+
+    op_types: tuple[str, ...] = ()
+
+    def run(self, ctx: CompileContext) -> None:
+        inits = ctx.initializers()
+        new_nodes: list[onnx.NodeProto] = []
+        changed = False
+        for index, node in enumerate(ctx.graph.node):
+            if node.op_type in self.op_types and node.domain in ("", "ai.onnx"):
+                label = ctx.node_label(node, index)
+                result = self.rewrite(ctx, node, label, inits)
+                if isinstance(result, str):
+                    ctx.report.skipped.append(SkippedNode(label, node.op_type, result))
+                    new_nodes.append(node)
+                else:
+                    new_nodes.extend(result)
+                    changed = True
+            else:
+                new_nodes.append(node)
+        if changed:
+            replace_nodes(ctx.graph, new_nodes)
+
+    def rewrite(self, ctx: CompileContext, node: onnx.NodeProto, label: str,
+                inits: dict) -> list[onnx.NodeProto] | str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- helpers for subclasses --------------------------------------------------------------
+
+    @staticmethod
+    def float32_weight(ctx: CompileContext, name: str, inits: dict, what: str = "weight"):
+        """(array, "") for a float32 constant, or (None, reason)."""
+        t = inits.get(name)
+        if t is None:
+            return None, f"{what} {name!r} is not a constant"
+        if t.data_type != onnx.TensorProto.FLOAT:
+            tname = onnx.TensorProto.DataType.Name(t.data_type).lower()
+            return None, f"{what} {name!r} is {tname}; only float32 layers are mapped"
+        arr = numpy_helper.to_array(t)
+        if not np.all(np.isfinite(arr)):
+            return None, f"{what} {name!r} contains NaN or infinity"
+        return arr, ""
+
+    @staticmethod
+    def activation_problem(ctx: CompileContext, name: str) -> str:
+        """Reason an activation input cannot feed the op ("" if it can)."""
+        t = ctx.elem_type(name)
+        if t is not None and t != onnx.TensorProto.FLOAT:
+            tname = onnx.TensorProto.DataType.Name(t).lower()
+            return f"input {name!r} is {tname}; the op computes in float32"
+        return ""
+
+    @staticmethod
+    def emit_layer(ctx: CompileContext, *, node: onnx.NodeProto, label: str, kind: str,
+                   x: str, W: np.ndarray, bias: str, output: str,
+                   op_attrs: dict | None = None) -> onnx.NodeProto:
+        """Add the G initializer (`G = W[None]`, plain weights, D = W) and return the node.
+
+        `MapWeights` later replaces G by conductances; the layer is recorded in `ctx.layers`.
+        """
+        K, N = W.shape
+        op_attrs = {k: v for k, v in (op_attrs or {}).items() if v is not None}
+        group = int(op_attrs.get("group", 1))
+        gname = ctx.add_initializer(W.astype(np.float32)[None], f"{label}.G")
+        node_name = node.name if node.name else ctx.unique_name(label)
+        op = make_memristive_node(
+            ctx,
+            inputs=[x, gname, bias],
+            output=output,
+            name=node_name,
+            weight_scale=1.0,
+            **op_attrs,
+        )
+        ks = op_attrs.get("kernel_shape")
+        ctx.layers.append(
+            MappedLayer(
+                node=node_name, source=label, op_type=node.op_type, kind=kind, K=K, N=N,
+                group=group, weight=gname, bias=bias,
+                kernel_shape=tuple(ks) if ks is not None else None,
+            )
+        )
+        return op

@@ -1,0 +1,160 @@
+"""memcc.config: tile parsing, TOML files, validation and CLI-over-file precedence."""
+
+from __future__ import annotations
+
+import pytest
+
+from memcc import config as cfg
+from memcc.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("128x128", (128, 128)),
+        ("128X64", (128, 64)),
+        (" 256 x 32 ", (256, 32)),
+        ("128", (128, 128)),
+        ("0", (0, 0)),
+        ("none", (0, 0)),
+        ("None", (0, 0)),
+        ("0x64", (0, 64)),
+        ([128, 64], (128, 64)),
+        ((32, 16), (32, 16)),
+        (64, (64, 64)),
+        (0, (0, 0)),
+    ],
+)
+def test_parse_tile(text, expected):
+    assert cfg.parse_tile(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["128x", "x", "axb", "1x2x3", "-1x4", "12.5x3", [1, 2, 3], [1.5, 2], True, 3.0])
+def test_parse_tile_rejects(bad):
+    with pytest.raises(ConfigError, match="tile"):
+        cfg.parse_tile(bad)
+
+
+def write(tmp_path, text):
+    p = tmp_path / "memcc.toml"
+    p.write_text(text)
+    return p
+
+
+def test_load_all_keys(tmp_path):
+    p = write(
+        tmp_path,
+        """
+device = "ideal"
+tile = "128x64"
+dac_bits = 8
+adc_bits = 6
+adc_overflow_rate = 0.01
+r_on = 1e4
+r_off = 1e6
+seed = 7
+scheme = "single"
+max_input_voltage = 0.2
+input_range = 2.5
+""",
+    )
+    s = cfg.load_config(p)
+    assert s == {
+        "device": "ideal",
+        "tile": (128, 64),
+        "dac_bits": 8,
+        "adc_bits": 6,
+        "adc_overflow_rate": 0.01,
+        "r_on": 1e4,
+        "r_off": 1e6,
+        "seed": 7,
+        "scheme": "single",
+        "max_input_voltage": 0.2,
+        "input_range": 2.5,
+    }
+
+
+def test_tile_as_array_and_dashed_keys_and_table(tmp_path):
+    p = write(tmp_path, 'tile = [256, 128]\n[compile]\ndac-bits = 4\n')
+    assert cfg.load_config(p) == {"tile": (256, 128), "dac_bits": 4}
+
+
+def test_unknown_key_named(tmp_path):
+    p = write(tmp_path, 'device = "ideal"\ndac_bitz = 8\n')
+    with pytest.raises(ConfigError, match="dac_bitz") as info:
+        cfg.load_config(p)
+    assert "memcc.toml" in str(info.value)
+    assert "dac_bits" in str(info.value)  # lists the known keys
+
+
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("dac_bits = 1", "dac_bits"),
+        ("dac_bits = 25", "dac_bits"),
+        ('adc_bits = "eight"', "adc_bits"),
+        ("adc_bits = true", "adc_bits"),
+        ("adc_overflow_rate = 1.0", "adc_overflow_rate"),
+        ("adc_overflow_rate = -0.1", "adc_overflow_rate"),
+        ("max_input_voltage = 0", "max_input_voltage"),
+        ("max_input_voltage = nan", "max_input_voltage"),
+        ("input_range = -1", "input_range"),
+        ("r_on = -5", "r_on"),
+        ('scheme = "triple"', "scheme"),
+        ("seed = -1", "seed"),
+        ("seed = 1.5", "seed"),
+        ('tile = "big"', "tile"),
+        ("device = 3", "device"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, line, key):
+    p = write(tmp_path, line + "\n")
+    with pytest.raises(ConfigError, match=key):
+        cfg.load_config(p)
+
+
+def test_r_on_must_be_below_r_off(tmp_path):
+    p = write(tmp_path, "r_on = 1e6\nr_off = 1e4\n")
+    with pytest.raises(ConfigError, match="r_on"):
+        cfg.load_config(p)
+    with pytest.raises(ConfigError, match="r_on"):
+        cfg.resolve({"r_on": 1e4}, {"r_off": 1e3})
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        cfg.load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="directory"):
+        cfg.load_config(tmp_path)
+    p = write(tmp_path, "device = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.load_config(p)
+
+
+def test_defaults():
+    s = cfg.resolve()
+    assert s == cfg.DEFAULTS
+    assert set(s) == {
+        "device", "scheme", "tile", "dac_bits", "adc_bits", "adc_overflow_rate",
+        "max_input_voltage", "input_range", "r_on", "r_off", "seed",
+    }
+
+
+def test_precedence_flags_over_file(tmp_path):
+    p = write(tmp_path, 'tile = "64x64"\ndac_bits = 8\nadc_bits = 8\nseed = 3\n')
+    file_settings = cfg.load_config(p)
+    # CLI flags arrive as strings, None when not given
+    s = cfg.resolve(file_settings, {"tile": "128x128", "dac_bits": None, "adc_bits": "4", "seed": None})
+    assert s["tile"] == (128, 128)  # flag wins
+    assert s["dac_bits"] == 8  # file value kept when the flag is absent
+    assert s["adc_bits"] == 4
+    assert s["seed"] == 3
+    assert s["device"] == "ideal"  # default when neither sets it
+
+
+def test_flag_values_validated():
+    with pytest.raises(ConfigError, match="adc_overflow_rate"):
+        cfg.resolve(None, {"adc_overflow_rate": "2"})
+    with pytest.raises(ConfigError, match="dac_bits"):
+        cfg.resolve(None, {"dac_bits": "8.5"})
+    assert cfg.resolve(None, {"r_on": "1e4", "r_off": "1e6"})["r_off"] == 1e6
