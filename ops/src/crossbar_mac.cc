@@ -1,0 +1,79 @@
+#include "crossbar_mac.h"
+
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include <cblas.h>
+
+#include "errors.h"
+#include "quantize.h"
+
+namespace memcc {
+namespace {
+
+blasint blas_int(int64_t v, const char* what) {
+  if (v < 0 || v > INT_MAX) {
+    throw OpError(std::string("tensor too large for the 32-bit BLAS: ") + what + " = " + std::to_string(v));
+  }
+  return static_cast<blasint>(v);
+}
+
+}  // namespace
+
+void blas_use_single_thread() { scipy_openblas_set_num_threads(1); }
+
+void sgemm(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+           int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    // BLAS insists on lda >= 1 even when K = 0; the product is empty anyway.
+    for (int64_t i = 0; i < M; ++i) {
+      float* c = C + i * ldc;
+      for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+    }
+    return;
+  }
+  scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, blas_int(M, "M"),
+                    blas_int(N, "N"), blas_int(K, "K"), 1.0f, A, blas_int(lda, "lda"), B,
+                    blas_int(ldb, "ldb"), beta, C, blas_int(ldc, "ldc"));
+}
+
+void effective_matrix(const float* G, int64_t S, int64_t K, int64_t N, float g_ref, float scale,
+                      float* out) {
+  const int64_t n = K * N;
+  // The difference is formed in float first, as D is defined; the scale is a second rounding,
+  // matching weight_scale * D.
+  if (S == 2) {
+    const float* pos = G;
+    const float* neg = G + n;
+    if (scale == 1.0f) {
+      for (int64_t i = 0; i < n; ++i) out[i] = pos[i] - neg[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) out[i] = scale * (pos[i] - neg[i]);
+    }
+  } else {
+    if (scale == 1.0f) {
+      for (int64_t i = 0; i < n; ++i) out[i] = G[i] - g_ref;
+    } else {
+      for (int64_t i = 0; i < n; ++i) out[i] = scale * (G[i] - g_ref);
+    }
+  }
+}
+
+void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64_t K, const float* D,
+                   int64_t ldd, int64_t nc, const AdcTiling& tiling, float* acc, float* buf,
+                   float* scratch) {
+  std::fill(acc, acc + m * nc, 0.0f);
+  if (m <= 0 || nc <= 0) return;
+  const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
+  for (int64_t r0 = 0; r0 < K; r0 += tr) {
+    const int64_t kr = std::min(tr, K - r0);
+    const float* a = v_columns ? v + r0 * ldv : v + r0;
+    // The tile's currents for the whole block, small enough to stay in cache for the ADC pass.
+    sgemm(v_columns, m, nc, kr, a, ldv, D + r0 * ldd, ldd, 0.0f, buf, nc);
+    adc_accumulate_rows(buf, m, nc, nc, tiling.bits, tiling.overflow_rate, acc, nc, scratch);
+  }
+}
+
+}  // namespace memcc

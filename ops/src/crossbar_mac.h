@@ -1,0 +1,37 @@
+// The crossbar read as GEMMs: the effective conductance matrix, packed once per session, and the
+// tiled multiply-accumulate with the ADC applied to each tile read (docs/op-spec.md, steps 5-7).
+#pragma once
+
+#include <cstdint>
+
+namespace memcc {
+
+// Row-major C = op(A) * B + beta * C, op(A) = A ([M, K]) or A^T (A stored [K, M]) when trans_a.
+// OpenBLAS (scipy-openblas32) underneath; throws OpError if a size exceeds its 32-bit ints.
+void sgemm(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+           int64_t ldb, float beta, float* C, int64_t ldc);
+
+// OpenBLAS runs single-threaded inside our tasks; the parallelism is onnxruntime's.
+void blas_use_single_thread();
+
+// out[k * N + n] = scale * D[k, n], D = G[0] - G[1] (S = 2) or G[0] - g_ref (S = 1).
+// scale = 1 gives D itself (the ADC path reads currents), scale = weight_scale gives W.
+void effective_matrix(const float* G, int64_t S, int64_t K, int64_t N, float g_ref, float scale,
+                      float* out);
+
+struct AdcTiling {
+  int64_t tile_rows = 0;  // > 0 (the caller resolves 0 to K)
+  int bits = 8;           // 2..24
+  double overflow_rate = 0.0;
+};
+
+// One block of m input vectors against one column tile of nc columns:
+//   acc[i * nc + j] = sum over row tiles r of Quant_r,i(I_r)[j],  I_r = v_i[r] . D[r, j]
+// v holds voltages, as rows (v[i * ldv + k]) or, when v_columns, as columns (v[k * ldv + i]).
+// D points at the tile's first column; its rows are ldd apart.
+// Scratch: buf holds m * nc floats, scratch nc floats.
+void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64_t K, const float* D,
+                   int64_t ldd, int64_t nc, const AdcTiling& tiling, float* acc, float* buf,
+                   float* scratch);
+
+}  // namespace memcc

@@ -1,0 +1,334 @@
+#include "layer_compute.h"
+
+#include <algorithm>
+#include <exception>
+#include <mutex>
+
+#include "crossbar_mac.h"
+#include "im2col.h"
+#include "quantize.h"
+#include "scratch.h"
+
+namespace memcc {
+namespace {
+
+// Below this a task costs more to hand to another thread than to compute.
+constexpr int64_t kMinTaskFlops = int64_t{1} << 20;
+// Encoded input vectors or patches of one task: 4 MiB, so a task's working set stays in L2/L3
+// and scratch stays bounded whatever the batch.
+constexpr int64_t kScratchFloats = int64_t{1} << 20;
+// OpenBLAS's float micro-kernels are 16 columns wide on AVX-512; blocks on that grid waste none.
+constexpr int64_t kColumnAlign = 16;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void(size_t)>& fn) {
+  if (total <= 0) return;
+  if (total == 1) {
+    fn(0);
+    return;
+  }
+  // Exceptions must not unwind through onnxruntime's thread pool: keep the first, rethrow here.
+  std::mutex mutex;
+  std::exception_ptr first;
+  runner.run(static_cast<size_t>(total), [&](size_t i) {
+    try {
+      fn(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!first) first = std::current_exception();
+    }
+  });
+  if (first) std::rethrow_exception(first);
+}
+
+InputEncoding encoding_of(const OpAttributes& a) {
+  InputEncoding e;
+  e.input_range = a.input_range;
+  e.dac_bits = a.dac_bits;
+  e.v_max = a.max_input_voltage;
+  return e;
+}
+
+AdcTiling tiling_of(const OpAttributes& a, int64_t K) {
+  AdcTiling t;
+  t.tile_rows = a.tile_rows > 0 ? std::min(a.tile_rows, K) : K;
+  t.bits = a.adc_bits;
+  t.overflow_rate = static_cast<double>(a.adc_overflow_rate);
+  return t;
+}
+
+// Step 8's factor weight_scale * s / V_max of one input vector.
+inline float output_factor(const OpAttributes& a, float s) {
+  return static_cast<float>(static_cast<double>(a.weight_scale) * s / a.max_input_voltage);
+}
+
+// rows x cols block at y (row stride ld) := bias (or 0); the GEMM then accumulates onto it.
+void fill_rows(float* y, int64_t rows, int64_t cols, int64_t ld, const float* bias) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* r = y + i * ld;
+    if (bias) {
+      std::copy(bias, bias + cols, r);
+    } else {
+      std::fill(r, r + cols, 0.0f);
+    }
+  }
+}
+
+struct Split {
+  int64_t row_blocks = 1, rows_per = 0, col_blocks = 1, cols_per = 0;
+};
+
+// Splits an R x N output among at most `want` tasks. Every task packs its rows of the input and
+// its columns of the matrix, so choose the split that packs least: ct * R + rt * N elements.
+Split choose_split(int64_t R, int64_t N, int64_t want, int64_t min_rows, int64_t min_cols) {
+  Split s;
+  for (int64_t n = std::max<int64_t>(want, 1); n >= 1; --n) {
+    int64_t best_rt = 0, best_ct = 0, best_cost = 0;
+    for (int64_t ct = 1; ct <= n; ++ct) {
+      if (n % ct != 0) continue;
+      const int64_t rt = n / ct;
+      if (ct > 1 && N < ct * min_cols) continue;
+      if (rt > 1 && R < rt * min_rows) continue;
+      const int64_t cost = ct * R + rt * N;
+      if (best_rt == 0 || cost < best_cost) {
+        best_rt = rt;
+        best_ct = ct;
+        best_cost = cost;
+      }
+    }
+    if (best_rt == 0) continue;
+    s.cols_per = best_ct > 1 ? ceil_div(ceil_div(N, best_ct), kColumnAlign) * kColumnAlign : N;
+    s.cols_per = std::max<int64_t>(1, std::min(s.cols_per, N));
+    s.col_blocks = ceil_div(N, s.cols_per);
+    s.rows_per = std::max<int64_t>(1, ceil_div(R, best_rt));
+    s.row_blocks = ceil_div(R, s.rows_per);
+    return s;
+  }
+  s.rows_per = R;
+  s.cols_per = N;
+  return s;
+}
+
+int64_t task_budget(const TaskRunner& runner, int64_t flops) {
+  return std::max<int64_t>(1, std::min<int64_t>(runner.concurrency(), flops / kMinTaskFlops));
+}
+
+// ---- Matmul mode ---------------------------------------------------------------------------
+
+void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, const float* x,
+                    const float* bias, float* y, const TaskRunner& runner) {
+  const int64_t R = p.rows, K = p.K, N = p.N;
+  const Split s = choose_split(R, N, task_budget(runner, 2 * R * K * N), 8, 64);
+  const InputEncoding enc = encoding_of(a);
+  run_tasks(runner, s.row_blocks * s.col_blocks, [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) / s.col_blocks * s.rows_per;
+    const int64_t c0 = static_cast<int64_t>(t) % s.col_blocks * s.cols_per;
+    const int64_t m = std::min(s.rows_per, R - r0);
+    const int64_t nc = std::min(s.cols_per, N - c0);
+    float* yt = y + r0 * N + c0;
+    const float* bt = bias ? bias + c0 : nullptr;
+    if (!a.encodes_input()) {
+      if (bias) fill_rows(yt, m, nc, N, bt);
+      sgemm(false, m, nc, K, x + r0 * K, K, W + c0, N, bias ? 1.0f : 0.0f, yt, N);
+      return;
+    }
+    const int64_t sub = std::min(m, std::max<int64_t>(64, kScratchFloats / K));
+    float* u = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(sub * K));
+    float* scale = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(sub));
+    for (int64_t i0 = 0; i0 < m; i0 += sub) {
+      const int64_t mm = std::min(sub, m - i0);
+      encode_rows(x + (r0 + i0) * K, K, mm, K, enc, EncodeTarget::Rescaled, u, K, scale);
+      if (bias) fill_rows(yt + i0 * N, mm, nc, N, bt);
+      sgemm(false, mm, nc, K, u, K, W + c0, N, bias ? 1.0f : 0.0f, yt + i0 * N, N);
+    }
+  });
+}
+
+void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const float* x,
+                const float* bias, float* y, const TaskRunner& runner) {
+  const int64_t R = p.rows, K = p.K, N = p.N;
+  const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, N) : N;
+  const int64_t col_tiles = ceil_div(N, tc);
+  const int64_t conc = task_budget(runner, 2 * R * K * N);
+  // Column tiles first: they share nothing but the encoded inputs, which are cheap to redo.
+  // Then rows, in blocks that bound the scratch and keep enough tasks for every thread.
+  int64_t groups = std::min(col_tiles, conc);
+  const int64_t tiles_per_group = ceil_div(col_tiles, groups);
+  groups = ceil_div(col_tiles, tiles_per_group);
+  const int64_t max_rows = std::min<int64_t>(256, std::max<int64_t>(16, kScratchFloats / K));
+  int64_t row_blocks = ceil_div(R, max_rows);
+  if (row_blocks * groups < conc) {
+    row_blocks = std::max(row_blocks, std::min(ceil_div(conc, groups), ceil_div(R, 16)));
+  }
+  const int64_t rows_per = ceil_div(R, row_blocks);
+  row_blocks = ceil_div(R, rows_per);
+
+  const InputEncoding enc = encoding_of(a);
+  const AdcTiling tiling = tiling_of(a, K);
+  run_tasks(runner, row_blocks * groups, [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) / groups * rows_per;
+    const int64_t m = std::min(rows_per, R - r0);
+    const int64_t g = static_cast<int64_t>(t) % groups;
+    const int64_t tile_end = std::min(col_tiles, (g + 1) * tiles_per_group);
+
+    float* v = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(m * K));
+    float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(m + tc));
+    float* scale = vec;
+    float* read_scratch = vec + m;
+    float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * tc));
+    float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * tc));
+
+    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
+    for (int64_t tile = g * tiles_per_group; tile < tile_end; ++tile) {
+      const int64_t c0 = tile * tc;
+      const int64_t nc = std::min(tc, N - c0);
+      tiled_adc_mac(v, false, K, m, K, D + c0, N, nc, tiling, acc, reads, read_scratch);
+      for (int64_t i = 0; i < m; ++i) {
+        const float f = output_factor(a, scale[i]);
+        const float* ar = acc + i * nc;
+        float* yr = y + (r0 + i) * N + c0;
+        if (bias) {
+          for (int64_t j = 0; j < nc; ++j) yr[j] = ar[j] * f + bias[c0 + j];
+        } else {
+          for (int64_t j = 0; j < nc; ++j) yr[j] = ar[j] * f;
+        }
+      }
+    }
+  });
+}
+
+// ---- Conv mode -----------------------------------------------------------------------------
+
+// C[M, n] (+)= W^T col for a group's columns: W rows are ldw apart, col rows ldc apart.
+void gemm_weights_t(int64_t M, int64_t n, int64_t K, const float* W, int64_t ldw, const float* col,
+                    int64_t ldc, float beta, float* C, int64_t ld_out) {
+  if (M > 4) {
+    sgemm(true, M, n, K, W, ldw, col, ldc, beta, C, ld_out);
+    return;
+  }
+  // Depthwise and other narrow groups: a BLAS call per tiny product costs more than the work.
+  for (int64_t j = 0; j < M; ++j) {
+    float* out = C + j * ld_out;
+    if (beta == 0.0f) std::fill(out, out + n, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float w = W[k * ldw + j];
+      const float* c = col + k * ldc;
+      for (int64_t q = 0; q < n; ++q) out[q] += w * c[q];
+    }
+  }
+}
+
+bool is_pointwise(const Im2colShape& s) {
+  for (int d = 0; d < 3; ++d) {
+    if (s.kernel[d] != 1 || s.stride[d] != 1 || s.pad_begin[d] != 0 || s.out[d] != s.in[d]) return false;
+  }
+  return true;
+}
+
+void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
+                const float* bias, float* y, const TaskRunner& runner) {
+  const int64_t B = p.batch, N = p.N, Kg = p.K, Ng = p.group_cols, G = p.group;
+  const int64_t P = p.patch.positions(), in_size = p.patch.input_size(), Cg = p.patch.channels;
+  const bool adc = a.uses_adc();
+  const bool direct = !adc && !a.encodes_input() && is_pointwise(p.patch);
+
+  // Position blocks: patches of one block fill at most kScratchFloats, and there are enough
+  // tasks for every thread even with a batch of one.
+  int64_t per_block = std::min(P, std::max<int64_t>(16, kScratchFloats / Kg));
+  int64_t blocks = ceil_div(P, per_block);
+  const int64_t conc = task_budget(runner, 2 * B * P * Kg * N);
+  if (B * blocks < conc) blocks = std::max(blocks, std::min(ceil_div(conc, B), ceil_div(P, 16)));
+  per_block = ceil_div(P, blocks);
+  blocks = ceil_div(P, per_block);
+
+  const InputEncoding enc = encoding_of(a);
+  const AdcTiling tiling = tiling_of(a, Kg);
+  const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
+
+  run_tasks(runner, B * blocks, [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) / blocks;
+    const int64_t p0 = static_cast<int64_t>(t) % blocks * per_block;
+    const int64_t cnt = std::min(per_block, P - p0);
+    float* col = direct ? nullptr : thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(Kg * cnt));
+    // Per-vector values: s, two scratch rows, the step-8 factors, and one read for the quantile.
+    float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(4 * cnt + tc));
+    float* scale = vec;
+    float* factor = vec + 3 * cnt;
+    float* read_scratch = vec + 4 * cnt;
+
+    for (int64_t h = 0; h < G; ++h) {
+      const float* xg = x + (b * p.channels + h * Cg) * in_size;
+      float* yb = y + (b * N + h * Ng) * P + p0;
+      const float* bias_g = bias ? bias + h * Ng : nullptr;
+      const float* patches = col;
+      int64_t ld_patches = cnt;
+      if (direct) {
+        patches = xg + p0;  // a 1x1 stride-1 kernel: the image already is the patch matrix
+        ld_patches = in_size;
+      } else {
+        im2col_columns(xg, p.patch, p0, cnt, col, cnt);
+      }
+
+      if (!adc) {
+        if (a.encodes_input()) {
+          encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Rescaled, scale, vec + cnt);
+        }
+        if (bias_g) {
+          for (int64_t j = 0; j < Ng; ++j) std::fill(yb + j * P, yb + j * P + cnt, bias_g[j]);
+        }
+        gemm_weights_t(Ng, cnt, Kg, M + h * Ng, N, patches, ld_patches, bias_g ? 1.0f : 0.0f, yb, P);
+        continue;
+      }
+
+      encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt);
+      for (int64_t q = 0; q < cnt; ++q) factor[q] = output_factor(a, scale[q]);
+      float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(cnt * tc));
+      float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(cnt * tc));
+      for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
+        const int64_t nc = std::min(tc, Ng - c0);
+        tiled_adc_mac(col, true, cnt, cnt, Kg, M + h * Ng + c0, N, nc, tiling, acc, reads, read_scratch);
+        // acc is [position, column]; Y wants [column, position].
+        for (int64_t j = 0; j < nc; ++j) {
+          float* yr = yb + (c0 + j) * P;
+          const float bj = bias_g ? bias_g[c0 + j] : 0.0f;
+          for (int64_t q = 0; q < cnt; ++q) yr[q] = acc[q * nc + j] * factor[q] + bj;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+float matrix_scale(const OpAttributes& attrs) { return attrs.uses_adc() ? 1.0f : attrs.weight_scale; }
+
+void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
+               const float* bias, float* y, const TaskRunner& runner) {
+  const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
+  if (vectors == 0 || p.N == 0) return;
+  if (p.K == 0) {
+    // Empty input vectors: s = 0, so y = Bias (or 0).
+    if (a.conv) {
+      const int64_t P = p.patch.positions();
+      for (int64_t b = 0; b < p.batch; ++b) {
+        for (int64_t n = 0; n < p.N; ++n) {
+          float* r = y + (b * p.N + n) * P;
+          std::fill(r, r + P, bias ? bias[n] : 0.0f);
+        }
+      }
+    } else {
+      fill_rows(y, p.rows, p.N, p.N, bias);
+    }
+    return;
+  }
+  if (a.conv) {
+    conv_layer(a, p, matrix, x, bias, y, runner);
+  } else if (a.uses_adc()) {
+    matmul_adc(a, p, matrix, x, bias, y, runner);
+  } else {
+    matmul_digital(a, p, matrix, x, bias, y, runner);
+  }
+}
+
+}  // namespace memcc

@@ -1,0 +1,45 @@
+// One MemristiveMatMul call, split into tasks: matmul mode and conv mode, the one-GEMM path
+// (no ADC) and the tiled ADC path. Free of onnxruntime, so the tests run exactly this code.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+#include "layer_plan.h"
+#include "op_attributes.h"
+
+namespace memcc {
+
+// How tasks reach threads: onnxruntime's intra-op pool in the kernel, a loop in the tests.
+class TaskRunner {
+ public:
+  virtual ~TaskRunner() = default;
+  // Calls fn(i) for every i < total, possibly concurrently, and returns when all are done.
+  // fn does not throw (run_layer catches inside its tasks).
+  virtual void run(size_t total, const std::function<void(size_t)>& fn) const = 0;
+  // Tasks that can usefully run at once: how finely run_layer splits the work.
+  virtual int concurrency() const = 0;
+};
+
+class SerialRunner : public TaskRunner {
+ public:
+  explicit SerialRunner(int pretend_concurrency = 1) : concurrency_(pretend_concurrency) {}
+  void run(size_t total, const std::function<void(size_t)>& fn) const override {
+    for (size_t i = 0; i < total; ++i) fn(i);
+  }
+  int concurrency() const override { return concurrency_; }
+
+ private:
+  int concurrency_;
+};
+
+// The matrix the layer reads, [K, N] row-major: weight_scale * D when the ADC is off (the
+// result is then one product), D when it is on (the ADC sees currents).
+float matrix_scale(const OpAttributes& attrs);
+
+// y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null.
+// Throws OpError (only for sizes beyond the BLAS's 32-bit ints).
+void run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
+               const float* bias, float* y, const TaskRunner& runner);
+
+}  // namespace memcc

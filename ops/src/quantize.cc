@@ -1,0 +1,226 @@
+#include "quantize.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+
+#include "simd_dispatch.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace memcc {
+namespace {
+
+// Round half to even for |x| <= 2^22: adding 1.5 * 2^23 moves x into [2^23, 2^24], where the
+// float spacing is 1, so the addition itself rounds to an integer in the IEEE default mode
+// (ties to even, as the spec's `round`). Unlike nearbyint this is two additions the compiler can
+// vectorise with baseline SSE2. The build uses -ffp-contract=off so nothing is fused here.
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr float kMagicLimit = 4194304.0f;   // 2^22
+inline float round_small(float x) { return (x + kRoundMagic) - kRoundMagic; }
+
+inline float clampf(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
+
+// Q of one read: its largest magnitude, or the t-th smallest one when overflow is allowed.
+float read_full_scale(const float* a, int64_t m, int64_t t, float* scratch) {
+  if (t == m - 1) return max_abs(a, m);
+  for (int64_t i = 0; i < m; ++i) scratch[i] = std::fabs(a[i]);
+  std::nth_element(scratch, scratch + t, scratch + m);
+  return scratch[t];
+}
+
+// acc[i] += Quant(a)[i] for one read whose step is delta > 0.
+MEMCC_SIMD_CLONES
+void quantize_accumulate(const float* a, int64_t m, int bits, double delta, float* acc) {
+  const float lo = -std::ldexp(1.0f, bits - 1);
+  const float hi = std::ldexp(1.0f, bits - 1) - 1.0f;
+  const double inv = 1.0 / delta;  // a power of two: exact
+  // a * inv is exact scaling (so equal to a / Δ) and level * Δ is exact, as long as Δ and 1/Δ
+  // are normal floats; the magic rounding needs |level| <= 2^22, i.e. bits <= 23.
+  const bool fast = bits <= 23 && delta >= FLT_MIN && inv >= FLT_MIN && delta <= FLT_MAX &&
+                    inv <= FLT_MAX;
+  if (fast) {
+    const float d = static_cast<float>(delta);
+    const float s = static_cast<float>(inv);
+    for (int64_t i = 0; i < m; ++i) acc[i] += round_small(clampf(a[i] * s, lo, hi)) * d;
+  } else {
+    for (int64_t i = 0; i < m; ++i) {
+      const double level = std::nearbyint(std::min(std::max(a[i] / delta, double(lo)), double(hi)));
+      acc[i] += static_cast<float>(level * delta);
+    }
+  }
+}
+
+// Steps 2-4 for one entry. The divisions of the spec (x / s and round(.) / L) are done as
+// multiplications by per-vector reciprocals: that moves a result by at most one rounding, which
+// the spec's "Numerical agreement" allows at a quantizer boundary, and it keeps this pass (one
+// per input vector entry) far below the cost of the GEMM it feeds.
+//   no DAC: out = clamp(x * inv_s) * mult        (mult = V_max, or s for Rescaled)
+//   DAC:    out = round(clamp(x * inv_s) * L) * mult / L
+inline float unit(float x, float inv_s) { return clampf(x * inv_s, -1.0f, 1.0f); }
+
+template <bool kDac, bool kSmall>
+inline float encode_one(float x, float inv_s, float levels, float mult) {
+  if (!kDac) return unit(x, inv_s) * mult;
+  const float t = unit(x, inv_s) * levels;
+  return (kSmall ? round_small(t) : std::nearbyint(t)) * mult;
+}
+
+// One row (entry k of `count` vectors) of encode_columns; per-vector inv_s and mult.
+template <bool kDac, bool kSmall>
+void encode_column_row(float* row, int64_t count, const float* inv_s, const float* mult, float levels) {
+  for (int64_t p = 0; p < count; ++p) row[p] = encode_one<kDac, kSmall>(row[p], inv_s[p], levels, mult[p]);
+}
+
+template <bool kDac, bool kSmall>
+void encode_vector(const float* x, int64_t K, float inv_s, float levels, float mult, float* out) {
+  for (int64_t k = 0; k < K; ++k) out[k] = encode_one<kDac, kSmall>(x[k], inv_s, levels, mult);
+}
+
+}  // namespace
+
+float max_abs(const float* a, int64_t n) {
+  int64_t i = 0;
+  float m = 0.0f;
+#if defined(__SSE2__)
+  // Two independent vector chains; GCC does not vectorise a float max reduction by itself
+  // without -ffast-math.
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    m0 = _mm_max_ps(m0, _mm_andnot_ps(sign, _mm_loadu_ps(a + i)));
+    m1 = _mm_max_ps(m1, _mm_andnot_ps(sign, _mm_loadu_ps(a + i + 4)));
+  }
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, _mm_max_ps(m0, m1));
+  m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+#endif
+  for (; i < n; ++i) m = std::max(m, std::fabs(a[i]));
+  return m;
+}
+
+int64_t quantile_index(int64_t m, double overflow_rate) {
+  if (m <= 0) return 0;
+  const int64_t t = m - 1 - static_cast<int64_t>(std::floor(overflow_rate * static_cast<double>(m)));
+  return std::min(std::max<int64_t>(t, 0), m - 1);
+}
+
+double adc_step(float Q, int bits) {
+  if (!(Q > 0.0f)) return 0.0;
+  int e = 0;
+  const double f = std::frexp(static_cast<double>(Q), &e);  // Q = f * 2^e, 0.5 <= f < 1
+  const int c = f == 0.5 ? e - 1 : e;                       // smallest c with 2^c >= Q
+  return std::ldexp(1.0, c + 1 - bits);
+}
+
+void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, float* out,
+                     float* scratch) {
+  if (m <= 0) return;
+  const int64_t t = quantile_index(m, overflow_rate);
+  for (int64_t i = 0; i < m; ++i) scratch[i] = std::fabs(a[i]);
+  std::sort(scratch, scratch + m);
+  const double delta = adc_step(scratch[t], bits);
+  const double lo = -std::ldexp(1.0, bits - 1), hi = std::ldexp(1.0, bits - 1) - 1.0;
+  for (int64_t i = 0; i < m; ++i) {
+    if (delta == 0.0) {
+      out[i] = 0.0f;
+    } else {
+      const double level = std::min(std::max(std::nearbyint(a[i] / delta), lo), hi);
+      out[i] = static_cast<float>(level * delta);
+    }
+  }
+}
+
+MEMCC_SIMD_CLONES
+void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
+                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
+  if (m <= 0) return;
+  const int64_t t = quantile_index(m, overflow_rate);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = reads + r * ld_reads;
+    const double delta = adc_step(read_full_scale(a, m, t, scratch), bits);
+    if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
+    quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
+  }
+}
+
+MEMCC_SIMD_CLONES
+void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const InputEncoding& enc,
+                 EncodeTarget target, float* out, int64_t ld_out, float* scale) {
+  const bool dac = enc.dac_bits > 0;
+  const float levels = dac ? std::ldexp(1.0f, enc.dac_bits - 1) - 1.0f : 1.0f;
+  const bool small = levels <= kMagicLimit;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * ldx;
+    float* oi = out + i * ld_out;
+    const float s = enc.input_range > 0.0f ? enc.input_range : max_abs(xi, K);
+    scale[i] = s;
+    if (!(s > 0.0f)) {
+      std::fill(oi, oi + K, 0.0f);  // s = 0: the crossbar sees no input
+      continue;
+    }
+    if (target == EncodeTarget::Rescaled && !dac) {
+      // Only the clamp to the input range is left, and it is exact without the division.
+      for (int64_t k = 0; k < K; ++k) oi[k] = clampf(xi[k], -s, s);
+      continue;
+    }
+    const float inv_s = 1.0f / s;
+    const float mult = (target == EncodeTarget::Voltages ? enc.v_max : s) / levels;
+    if (!dac) {
+      encode_vector<false, true>(xi, K, inv_s, levels, mult, oi);
+    } else if (small) {
+      encode_vector<true, true>(xi, K, inv_s, levels, mult, oi);
+    } else {
+      encode_vector<true, false>(xi, K, inv_s, levels, mult, oi);
+    }
+  }
+}
+
+MEMCC_SIMD_CLONES
+void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
+                    EncodeTarget target, float* scale, float* scratch) {
+  if (count <= 0) return;
+  if (enc.input_range > 0.0f) {
+    std::fill(scale, scale + count, enc.input_range);
+  } else {
+    std::fill(scale, scale + count, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = col + k * ldc;
+      for (int64_t p = 0; p < count; ++p) scale[p] = std::max(scale[p], std::fabs(row[p]));
+    }
+  }
+  const bool dac = enc.dac_bits > 0;
+  if (target == EncodeTarget::Rescaled && !dac) {
+    if (enc.input_range > 0.0f) {
+      const float s = enc.input_range;
+      for (int64_t k = 0; k < K; ++k) {
+        float* row = col + k * ldc;
+        for (int64_t p = 0; p < count; ++p) row[p] = clampf(row[p], -s, s);
+      }
+    }
+    return;  // with s = max |x| nothing changes
+  }
+  // A zero vector has s = 0 and only zeros: inv_s = 0 keeps them 0 without a branch.
+  float* inv_s = scratch;
+  float* mult = scratch + count;
+  const float levels = dac ? std::ldexp(1.0f, enc.dac_bits - 1) - 1.0f : 1.0f;
+  for (int64_t p = 0; p < count; ++p) {
+    inv_s[p] = scale[p] > 0.0f ? 1.0f / scale[p] : 0.0f;
+    mult[p] = (target == EncodeTarget::Voltages ? enc.v_max : scale[p]) / levels;
+  }
+  const bool small = levels <= kMagicLimit;
+  for (int64_t k = 0; k < K; ++k) {
+    float* row = col + k * ldc;
+    if (!dac) {
+      encode_column_row<false, true>(row, count, inv_s, mult, levels);
+    } else if (small) {
+      encode_column_row<true, true>(row, count, inv_s, mult, levels);
+    } else {
+      encode_column_row<true, false>(row, count, inv_s, mult, levels);
+    }
+  }
+}
+
+}  // namespace memcc

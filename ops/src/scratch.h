@@ -1,0 +1,15 @@
+// Per-thread scratch memory. Tasks run on onnxruntime's pool threads; each thread keeps a few
+// buffers that only grow, so after the first call no task allocates.
+#pragma once
+
+#include <cstddef>
+
+namespace memcc {
+
+enum class ScratchSlot { Inputs = 0, Accumulator = 1, Reads = 2, Vectors = 3 };
+
+// A buffer of at least `count` floats, private to the calling thread, valid until the next
+// request for the same slot on this thread. Contents are unspecified.
+float* thread_scratch(ScratchSlot slot, size_t count);
+
+}  // namespace memcc

@@ -1,0 +1,25 @@
+// A direct, slow transcription of docs/op-spec.md in double precision: the oracle of the unit
+// tests. It shares no code with the library beyond the attribute struct and the shape plan.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "layer_plan.h"
+#include "op_attributes.h"
+
+namespace memcc_test {
+
+// The spec's Quant over one read.
+std::vector<double> naive_quant(const std::vector<double>& a, int bits, double q);
+
+// Y of the op for X, G ([S, K, N] row-major), optional bias. Shapes as in the plan.
+std::vector<float> naive_layer(const memcc::OpAttributes& a, const memcc::LayerPlan& p,
+                               const std::vector<float>& X, const std::vector<float>& G,
+                               const float* bias);
+
+// Entry k of the conv input vector of image b, group h, output position pos (flat).
+double naive_patch_entry(const memcc::LayerPlan& p, const std::vector<float>& X, int64_t b, int64_t h,
+                         int64_t pos, int64_t k);
+
+}  // namespace memcc_test
