@@ -2,8 +2,10 @@
 
     import memcc
     mem = memcc.compile("model.onnx", tile=(128, 128), adc_bits=8)
-    mem, report = memcc.compiler.compile_with_report(model_proto, scheme="single")
+    mem, report = memcc.compiler.compile_with_report(
+        model_proto, device="vteam", device_params={"r_on": "50:std=5:min=10"}, seed=1)
     print(report.summary())
+    memcc.compiler.write_report(report, "report.json")   # and report.png: programming errors
 
 The compilation is a `memcc.passes.Pipeline` of passes run on a private copy of the model (the
 caller's ModelProto is never modified); see `memcc.passes` for the passes and how to compose
@@ -110,15 +112,20 @@ def compile_with_report(
     input_range: float = 0.0,
     r_on: float | None = None,
     r_off: float | None = None,
+    device_params=None,
+    programming: str | None = None,
+    programming_options=None,
     seed: int = 0,
     passes=None,
     progress: bool | None = None,
 ) -> tuple[onnx.ModelProto, CompileReport]:
-    """Like `compile`, and also return the `CompileReport` (mapped layers, skipped nodes, notes)."""
+    """Like `compile`, and also return the `CompileReport` (mapped layers, skipped nodes, notes,
+    programming statistics; `report.as_dict()` is JSON-serialisable, `write_report` saves it)."""
     options = CompileOptions(
         device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
         adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
-        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed,
+        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed, device_params=device_params,
+        programming=programming, programming_options=programming_options,
     ).validated()
     device_obj = options.make_device()
     if progress is not None and not isinstance(progress, bool):
@@ -149,6 +156,9 @@ def compile(
     input_range: float = 0.0,
     r_on: float | None = None,
     r_off: float | None = None,
+    device_params=None,
+    programming: str | None = None,
+    programming_options=None,
     seed: int = 0,
     passes=None,
     progress: bool | None = None,
@@ -157,7 +167,8 @@ def compile(
 
     Args:
         model: a path to an .onnx file, its bytes, or an `onnx.ModelProto` (never modified).
-        device: a name from `memcc.devices.list_devices()` ("ideal") or a `memcc.devices.Device`.
+        device: a name from `memcc.devices.list_devices()` ("ideal", "vteam",
+            "linear_ion_drift", "stanford_pku", "data_driven") or a `memcc.devices.DeviceModel`.
         scheme: "double" (differential pair of crossbars) or "single" (one crossbar plus a
             reference column).
         tile: crossbar size (rows, cols); 0 in a position: not split along that axis.
@@ -167,7 +178,22 @@ def compile(
         input_range: 0 (each input vector scaled by its own max |x|) or the fixed range mapped
             to max_input_voltage.
         r_on, r_off: override the device's resistance window (ohm); None: the device's default.
-        seed: seed of `ctx.rng` for stochastic passes; the same seed gives a bit-identical model.
+        device_params: the device's parameters, {name: value} or ["name=value", ...]; a value
+            is a number, a word (e.g. window="joglekar"), a text form "50:std=10:min=1:max=90",
+            a `memcc.devices.Distribution` or a {mean, std, min, max} table. Distributions
+            (std > 0) are sampled once per device: device-to-device variability. Weights are
+            mapped onto the nominal window (means of r_on/r_off).
+        programming: how the target conductances are written into the devices: "naive"
+            (SET/RESET pulses until within tolerance or the pulse budget is spent; devices that
+            miss keep the state they reached) or "ideal" (set to target, clipped to each
+            device's range). None: "naive" for the physical models, "ideal" for the ideal device
+            (which supports only "ideal").
+        programming_options: options of naive programming (`memcc.programming.program_naive`):
+            tolerance (relative, default 0.05), max_pulses (200), set_voltage, reset_voltage,
+            pulse_width, reset_pulse_width, initial, dt, adaptive, max_doublings,
+            min_pulse_width (defaults: the model's PROGRAMMING_DEFAULTS), chunk_size, workers.
+        seed: seed of the device instances (per layer, see `memcc.passes.program_devices`) and of
+            `ctx.rng`; the same seed gives a bit-identical model, another seed other devices.
         passes: None for `memcc.passes.default_passes()`, or a list of `memcc.passes.Pass`
             (or a `Pipeline`) run in order instead.
         progress: True/False to force the progress bar on/off; None: only when stderr is a
@@ -177,13 +203,14 @@ def compile(
         ModelLoadError: the model cannot be loaded. ConfigError: an option is invalid.
         NothingToMapError: no layer could be mapped (the message lists why nodes were skipped).
 
-    Use `compile_with_report` to also get the `CompileReport`.
+    Use `compile_with_report` to also get the `CompileReport` (and `write_report` to save it).
     """
     compiled, _ = compile_with_report(
         model, device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
         adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
-        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed, passes=passes,
-        progress=progress,
+        input_range=input_range, r_on=r_on, r_off=r_off, device_params=device_params,
+        programming=programming, programming_options=programming_options, seed=seed,
+        passes=passes, progress=progress,
     )
     return compiled
 
@@ -196,3 +223,81 @@ def _nothing_to_map_message(report: CompileReport) -> str:
         more = len(reasons) - 3
         msg += " (skipped: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "") + ")"
     return msg
+
+
+def write_report(report: CompileReport, path, *, plot: bool = True, extra: dict | None = None):
+    """Write `report.as_dict()` (plus `extra` keys) as JSON to `path`, and the histogram of the
+    programming error (achieved vs target, `memcc.plots.plot_programming_error`) as a PNG next
+    to it: `<stem>.png` (`<stem>.errors.png` when `path` itself ends in .png).
+
+    Both files are written atomically (temporary file in the same folder, then renamed). The
+    plot is made only when the report has programmed devices and `plot` is true. Returns
+    (json path, png path or None) as `pathlib.Path`s. Raises OSError when a file cannot be written.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    if extra:
+        data.update(_passes.base._jsonable(dict(extra)))
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    png = None
+    if plot and getattr(report, "programmed", None):
+        png = path.with_name(path.stem + (".errors.png" if path.suffix.lower() == ".png" else ".png"))
+    parent = path.parent if str(path.parent) else Path(".")
+
+    def atomic(target: Path, suffix: str, write) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def write_json(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    if png is not None:
+        result = programming_result(report)
+        p = report.programming or {}
+        title = f"programming error: {p.get('device', '?')} ({p.get('method', '?')}"
+        title += f", tolerance {result.tolerance:.0%})" if result.tolerance else ")"
+
+        def write_png(tmp: str) -> None:
+            from memcc.plots import plot_programming_error
+
+            plot_programming_error(result, tmp, title=title)
+
+        atomic(png, ".png", write_png)
+    atomic(path, ".tmp", write_json)
+    return path, png
+
+
+def programming_result(report: CompileReport):
+    """All programmed devices of a compilation as one `memcc.programming.ProgrammingResult` in
+    relative units (targets 1, conductances 1 + relative error), for `memcc.plots`; None when no
+    device was programmed."""
+    import numpy as np
+
+    from memcc.programming import ProgrammingResult
+
+    layers = getattr(report, "programmed", None) or []
+    if not layers:
+        return None
+    err = np.concatenate([d.errors for d in layers]).astype(np.float64)
+    return ProgrammingResult(
+        targets=np.ones_like(err), conductances=1.0 + err,
+        pulses=np.concatenate([d.pulses for d in layers]),
+        converged=np.concatenate([d.converged for d in layers]),
+        out_of_range=np.concatenate([d.out_of_range for d in layers]),
+        states=np.zeros(0), tolerance=float(layers[0].tolerance), method=layers[0].method,
+        max_pulses=int((report.programming or {}).get("settings", {}).get("max_pulses", 0)),
+    )

@@ -89,5 +89,9 @@ def _f32(x: float) -> float:
 
 
 def map_weights_for_device(W, device, scheme: str = "double") -> MappedWeights:
-    """`map_weights` with the resistance window of a `memcc.devices.Device`."""
-    return map_weights(W, r_on=device.r_on, r_off=device.r_off, scheme=scheme)
+    """`map_weights` with the nominal resistance window of a `memcc.devices.DeviceModel`
+    (parameters given as distributions at their means; see `memcc.devices.nominal_window`)."""
+    from memcc.devices import nominal_window
+
+    r_on, r_off = nominal_window(device)
+    return map_weights(W, r_on=r_on, r_off=r_off, scheme=scheme)

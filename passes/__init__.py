@@ -7,10 +7,12 @@ Each pass does one job on a `CompileContext`; `default_passes()` is the standard
 3. `RewriteGemm`          Gemm      → MemristiveMatMul (matmul mode)
 4. `RewriteMatMul`        MatMul    → MemristiveMatMul (matmul mode)
 5. `RewriteConv`          Conv      → MemristiveMatMul (conv mode)
-6. `MapWeights`           weights   → conductances (device window, scheme)
-7. `CrossbarAttributes`   tile_shape, voltages, DAC/ADC attributes
-8. `Cleanup`              unused initializers removed, report ordered
-9. `Check`                onnx.checker on the result
+6. `MapWeights`           weights   → target conductances (nominal device window, scheme)
+7. `ProgramDevices`       targets   → conductances the simulated devices reach (per-device
+                          sampled parameters; naive pulse programming or set-to-target)
+8. `CrossbarAttributes`   tile_shape, voltages, DAC/ADC attributes
+9. `Cleanup`              unused initializers removed, report ordered
+10. `Check`               onnx.checker on the result
 
 Compose your own with `Pipeline(default_passes())` and its `insert_after`/`replace`/`remove`,
 or pass a list to `memcc.compile(..., passes=[...])`. A custom pass subclasses `Pass` (or
@@ -38,6 +40,7 @@ from .crossbar_attributes import CrossbarAttributes
 from .fold_batchnorm import FoldBatchNorm
 from .map_weights import MapWeights
 from .normalize import Normalize
+from .program_devices import ProgramDevices
 from .rewrite_conv import RewriteConv
 from .rewrite_gemm import RewriteGemm
 from .rewrite_matmul import RewriteMatMul
@@ -52,6 +55,7 @@ def default_passes() -> list[Pass]:
         RewriteMatMul(),
         RewriteConv(),
         MapWeights(),
+        ProgramDevices(),
         CrossbarAttributes(),
         Cleanup(),
         Check(),
@@ -63,5 +67,5 @@ __all__ = [
     "CompileContext", "CompileOptions", "CompileReport", "MappedLayer", "SkippedNode",
     "Pass", "FunctionPass", "RewritePass", "Pipeline", "default_passes",
     "Normalize", "FoldBatchNorm", "RewriteGemm", "RewriteMatMul", "RewriteConv",
-    "MapWeights", "CrossbarAttributes", "Cleanup", "Check",
+    "MapWeights", "ProgramDevices", "CrossbarAttributes", "Cleanup", "Check",
 ]

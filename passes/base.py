@@ -68,8 +68,15 @@ class CompileOptions:
     """The settings of one compilation (the keyword arguments of `memcc.compile`).
 
     `validated()` returns a checked copy (ConfigError with a one-line message otherwise).
-    `device` is a name from `memcc.devices.list_devices()` or a `memcc.devices.Device`;
-    `r_on`/`r_off` override the device's resistances when not None.
+    `device` is a name from `memcc.devices.list_devices()` or a `memcc.devices.DeviceModel`;
+    `device_params` overrides its parameters (a mapping name → number / text form such as
+    ``"50:std=10:min=1"`` / `Distribution` / {mean, std, min, max} table, or a list of
+    ``"name=value"`` strings); `r_on`/`r_off` override the device's resistances when not None.
+    `programming`: None (the device's default: "naive" for the physical models, "ideal" for the
+    ideal device), "naive" or "ideal"; `programming_options`: keyword arguments of
+    `memcc.programming.program_naive` (tolerance, max_pulses, set_voltage, reset_voltage,
+    pulse_width, reset_pulse_width, initial, dt, adaptive, max_doublings, min_pulse_width,
+    chunk_size, workers; None values are ignored).
     """
 
     device: Any = "ideal"
@@ -83,6 +90,9 @@ class CompileOptions:
     r_on: float | None = None
     r_off: float | None = None
     seed: int = 0
+    device_params: Any = None
+    programming: str | None = None
+    programming_options: Any = None
 
     def validated(self) -> "CompileOptions":
         from dataclasses import replace
@@ -118,13 +128,126 @@ class CompileOptions:
             r_on=r["r_on"],
             r_off=r["r_off"],
             seed=int(self.seed),
+            device_params=_check_device_params(self.device_params, r),
+            programming=_check_programming(self.programming),
+            programming_options=_check_programming_options(self.programming_options),
         )
 
     def make_device(self):
-        """The `memcc.devices.Device` these options describe (ConfigError if invalid)."""
+        """The `memcc.devices.DeviceModel` these options describe (ConfigError if invalid).
+
+        Its parameters may still be distributions (sampled per device by `ProgramDevices`).
+        """
         from memcc.devices import get_device
 
-        return get_device(self.device, r_on=self.r_on, r_off=self.r_off)
+        params = dict(self.device_params or {})
+        params.update({k: v for k, v in (("r_on", self.r_on), ("r_off", self.r_off)) if v is not None})
+        return get_device(self.device, **params)
+
+    def programming_method(self, device) -> str:
+        """The programming method for `device`: `programming`, or the device's default.
+
+        ConfigError when the device does not support the method, or when options are given
+        for a method that takes none, or when an option value is invalid.
+        """
+        from memcc.devices import nominal_device, programming_methods
+
+        methods = programming_methods(device)
+        method = self.programming or methods[0]
+        if method not in methods:
+            raise ConfigError(
+                f"device {device.name!r} supports programming {' or '.join(map(repr, methods))}, not {method!r}"
+                + (" (it has no switching dynamics; its conductances are set to target)" if methods == ("ideal",) else "")
+            )
+        opts = dict(self.programming_options or {})
+        if method == "ideal":
+            if opts:
+                raise ConfigError(
+                    f"programming 'ideal' sets conductances directly and takes no options "
+                    f"(got {', '.join(sorted(opts))}); they apply to programming 'naive'"
+                )
+            return method
+        # a dry run on no devices checks the option values (pulse polarity, tolerance, ...)
+        from memcc.programming import program_naive
+
+        try:
+            nominal = nominal_device(device)
+            program_naive(nominal, np.empty(0), **opts)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"programming_options: {exc}") from None
+        return method
+
+
+PROGRAMMING_METHODS = ("naive", "ideal")
+#: keyword arguments of `memcc.programming.program_naive` a compilation may set.
+PROGRAMMING_OPTIONS = (
+    "tolerance", "max_pulses", "set_voltage", "reset_voltage", "pulse_width", "reset_pulse_width",
+    "initial", "dt", "adaptive", "max_doublings", "min_pulse_width", "chunk_size", "workers",
+)
+
+
+def _check_device_params(params, r: dict) -> dict | None:
+    if params is None:
+        return None
+    from collections.abc import Mapping
+
+    from memcc.devices.parameters import parse_parameters
+
+    if not isinstance(params, (Mapping, list, tuple, str)):
+        _fail(f"device_params must be a mapping name → value or a list of 'name=value' strings, got {params!r}")
+    if isinstance(params, Mapping):
+        params = {k: v for k, v in params.items() if v is not None}
+        bad = [k for k in params if not isinstance(k, str)]
+        if bad:
+            _fail(f"device_params: parameter names must be strings, got {bad[0]!r}")
+    out = parse_parameters(params)  # ParameterError (a ConfigError) on bad values
+    both = sorted(k for k in ("r_on", "r_off") if k in out and r.get(k) is not None)
+    if both:
+        _fail(f"{both[0]} is given both as {both[0]}= and in device_params; give it once")
+    return out or None
+
+
+def _check_programming(method) -> str | None:
+    if method is None:
+        return None
+    if not isinstance(method, str) or method.strip().lower() not in PROGRAMMING_METHODS:
+        _fail(f"programming must be one of {', '.join(PROGRAMMING_METHODS)} (or None: the device's default), got {method!r}")
+    return method.strip().lower()
+
+
+def _check_programming_options(opts) -> dict | None:
+    if opts is None:
+        return None
+    from collections.abc import Mapping
+
+    if not isinstance(opts, Mapping):
+        _fail(f"programming_options must be a mapping, got {opts!r}")
+    opts = {k: v for k, v in opts.items() if v is not None}
+    unknown = sorted(str(k) for k in opts if k not in PROGRAMMING_OPTIONS)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], PROGRAMMING_OPTIONS, n=1)
+        _fail(
+            f"unknown programming option(s) {', '.join(unknown)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; known: {', '.join(PROGRAMMING_OPTIONS)}"
+        )
+    for key in ("tolerance", "set_voltage", "reset_voltage", "pulse_width", "reset_pulse_width", "dt",
+                "min_pulse_width"):
+        if key in opts:
+            opts[key] = _check_float(f"programming option {key}", opts[key])
+    for key in ("max_pulses", "max_doublings", "chunk_size", "workers"):
+        if key in opts:
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if key in ("chunk_size", "workers") else 0):
+                _fail(f"programming option {key} must be an integer >= {1 if key in ('chunk_size', 'workers') else 0}, got {v!r}")
+            opts[key] = int(v)
+    if "adaptive" in opts and not isinstance(opts["adaptive"], (bool, np.bool_)):
+        _fail(f"programming option adaptive must be true or false, got {opts['adaptive']!r}")
+    return opts or None
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,6 +281,9 @@ class MappedLayer:
     tile_shape: tuple[int, int] = (0, 0)
     tiles: int = 1
     notes: list[str] = field(default_factory=list)
+    #: programming statistics of the layer's devices, filled by `ProgramDevices` (see
+    #: `memcc.passes.program_devices.layer_stats`); None if the layer was not programmed.
+    programming: dict | None = None
 
     @property
     def weight_shape(self) -> tuple[int, int]:
@@ -181,12 +307,19 @@ class SkippedNode:
 
 @dataclass
 class CompileReport:
-    """What a compilation did: `mapped` layers, `skipped` nodes, `passes` run, `notes`."""
+    """What a compilation did: `mapped` layers, `skipped` nodes, `passes` run, `notes`, and
+    `programming` (device, method, settings and totals of the `ProgramDevices` pass, or None).
+
+    `programmed` holds the per-device programming outcome (relative errors, pulses, ...) of
+    every layer for plots (`memcc.compiler.write_report`); it is not part of `as_dict()`.
+    """
 
     mapped: list[MappedLayer] = field(default_factory=list)
     skipped: list[SkippedNode] = field(default_factory=list)
     passes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    programming: dict | None = None
+    programmed: list = field(default_factory=list, repr=False, compare=False)
 
     def skip(self, node: onnx.NodeProto, reason: str) -> None:
         self.skipped.append(SkippedNode(node.name, node.op_type, reason))
@@ -196,18 +329,72 @@ class CompileReport:
         lines = [f"mapped {len(self.mapped)} layer(s), skipped {len(self.skipped)} node(s)"]
         for m in self.mapped:
             extra = f", group {m.group}" if m.group != 1 else ""
+            p = m.programming
+            if p:
+                extra += f", {p['n_converged']:,}/{p['n_programmed']:,} devices converged"
+                if p.get("n_out_of_range"):
+                    extra += f" ({p['n_out_of_range']:,} out of range)"
             lines.append(
                 f"  {m.source or m.node} ({m.op_type}): K={m.K} N={m.N}{extra}, {m.tiles} tile(s)"
             )
         for s in self.skipped:
             lines.append(f"  skipped {s.node or '<unnamed>'} ({s.op_type}): {s.reason}")
+        if self.programming:
+            lines.append("  " + programming_line(self.programming))
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
+        """A JSON-serialisable dict (non-finite numbers become None)."""
         from dataclasses import asdict
 
-        return asdict(self)
+        return _jsonable({
+            "mapped": [asdict(m) for m in self.mapped],
+            "skipped": [asdict(s) for s in self.skipped],
+            "passes": list(self.passes),
+            "notes": list(self.notes),
+            "programming": self.programming,
+        })
+
+
+def programming_line(p: dict) -> str:
+    """One line describing a compilation's programming (`CompileReport.programming`)."""
+    t = p.get("total") or {}
+    tol = t.get("tolerance")
+    how = f"{p.get('device')}, {p.get('method')}" + (f", tolerance {tol:.3g}" if p.get("method") == "naive" and tol else "")
+    line = (
+        f"programmed {t.get('n_programmed', 0):,} devices ({how}): {t.get('n_converged', 0):,} converged, "
+        f"{t.get('n_missed', 0):,} missed (budget exhausted), {t.get('n_out_of_range', 0):,} out of range"
+    )
+    if t.get("mean") is not None:
+        line += (
+            f"; relative error mean {t['mean']:+.2%}, std {t['std']:.2%}, max |e| {t['max_abs']:.2%}"
+        )
+    if t.get("mean_pulses") is not None and p.get("method") == "naive":
+        line += f"; {t['mean_pulses']:.1f} pulses/device"
+    if t.get("seconds") is not None:
+        line += f"; {t['seconds']:.2f} s"
+    return line
+
+
+def _jsonable(x):
+    """Plain JSON types: numpy scalars → Python, tuples → lists, NaN/inf → None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_jsonable(v) for v in x.tolist()]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +406,10 @@ class CompileContext:
     """Everything a pass may read or change.
 
     - `model`: the ONNX model being compiled (a private copy; passes edit it in place).
-    - `options`: the validated `CompileOptions`; `device`: the `Device` they describe.
+    - `options`: the validated `CompileOptions`; `device`: the `DeviceModel` they describe
+      (parameters may be distributions); `nominal_device`: the same with every distribution
+      at its mean (the mapping window); `programming`: the programming method ("naive" or
+      "ideal", resolved from the options and the device).
     - `report`: the `CompileReport` passes add to.
     - `layers`: `MappedLayer` records of the MemristiveMatMul nodes written so far.
     - `rng`: a `numpy.random.Generator` seeded with `options.seed` (for stochastic passes).
@@ -234,6 +424,15 @@ class CompileContext:
         self.model = model
         self.options = (options or CompileOptions()).validated()
         self.device = device if device is not None else self.options.make_device()
+        from memcc.devices import nominal_device
+
+        self.nominal_device = nominal_device(self.device)
+        if self.nominal_device.n_devices is not None:
+            raise ConfigError(
+                f"device {self.device.name!r} holds per-device parameter arrays; give distributions "
+                "instead (they are sampled once per device of each layer)"
+            )
+        self.programming = self.options.programming_method(self.device)
         self.report = CompileReport()
         self.layers: list[MappedLayer] = self.report.mapped  # the same list
         self.rng = np.random.default_rng(self.options.seed)

@@ -1,9 +1,11 @@
 """`MapWeights`: turn each rewritten layer's weights into device conductances.
 
 For every layer in `ctx.layers` not mapped yet, the G initializer (plain weights `W[None]`) is
-replaced by the conductances of `memcc.mapping.map_weights` with the context's device window
-(`ctx.device.r_on/r_off`) and scheme (`ctx.options.scheme`), and the node gets `weight_scale`
-(and `g_ref` in the single-column scheme). Shows a tqdm bar over layers when `ctx.progress`.
+replaced by the *target* conductances of `memcc.mapping.map_weights` with the nominal device window
+(`ctx.nominal_device.r_on/r_off`: distributions at their means) and scheme
+(`ctx.options.scheme`), and the node gets `weight_scale` (and `g_ref` in the single-column
+scheme). `ProgramDevices` then replaces the targets by the conductances the devices reach.
+Shows a tqdm bar over layers when `ctx.progress`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class MapWeights(Pass):
         init_index = {t.name: i for i, t in enumerate(ctx.graph.initializer)}
         nodes = {n.name: n for n in ctx.graph.node if n.op_type == OP_TYPE}
         scheme = ctx.options.scheme
-        device = ctx.device
+        r_on, r_off = float(ctx.nominal_device.r_on), float(ctx.nominal_device.r_off)
         iterator = todo
         show = ctx.progress
         if show is None:  # auto: only on a terminal and only when there is real work
@@ -56,7 +58,7 @@ class MapWeights(Pass):
         for rec in iterator:
             tensor = ctx.graph.initializer[init_index[rec.weight]]
             W = numpy_helper.to_array(tensor)[0]
-            mapped = map_weights(W, r_on=device.r_on, r_off=device.r_off, scheme=scheme)
+            mapped = map_weights(W, r_on=r_on, r_off=r_off, scheme=scheme)
             ctx.replace_initializer(rec.weight, mapped.G, init_index[rec.weight])
             node = nodes[rec.node]
             set_attribute(node, "weight_scale", mapped.weight_scale)

@@ -33,8 +33,10 @@ above-threshold step moves the gap across its whole range. Switching in this mod
 nanoseconds (Jiang et al. use ns pulses), so memcc's default is 1e-10 s; the hysteresis demo
 keeps MemTorch's 1.5 V amplitude at 10 MHz (MemTorch: 10 Hz with 1e-4 s steps).
 
-Programming defaults (memcc's choice): from the ON state, RESET -1.45 V (beyond the threshold at
-the largest gap) and SET +1.2 V pulses starting at 0.2 ns (two steps), widths adapted per device
+Programming defaults (memcc's choice): from the ON state, RESET -1.55 V (beyond the threshold at
+the largest gap, 1.39 V, by enough that devices reach 1/r_off itself: at -1.45 V the RESET rate
+vanishes about 40 % above g_off, so targets at g_off, half the devices of a double-column layer,
+never converged) and SET +1.2 V pulses starting at 0.2 ns (two steps), widths adapted per device
 between 0.1 ns and 0.8 ns (doubling while a device keeps moving the same way, halving after an
 overshoot): SET is abrupt (Joule heating), so fixed pulses leave ~1 % of devices oscillating
 around their target.
@@ -80,7 +82,7 @@ class StanfordPKU(DeviceModel):
         Param("T_smth", 500.0, "K", "smoothness of the noise activation", check="positive"),
     )
     IV_DEFAULTS = {"amplitude": 1.5, "frequency": 10e6, "duration": 2e-7, "initial": "init"}
-    PROGRAMMING_DEFAULTS = {"set_voltage": 1.2, "reset_voltage": -1.45, "pulse_width": 2e-10, "initial": "on",
+    PROGRAMMING_DEFAULTS = {"set_voltage": 1.2, "reset_voltage": -1.55, "pulse_width": 2e-10, "initial": "on",
                             "adaptive": True, "max_doublings": 2}
 
     def _derive(self, p):
