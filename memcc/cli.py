@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model", help="model to run")
     r.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]FILE", help="input array (.npy or .npz)")
     r.add_argument("-o", "--output", help="save the outputs (.npy for one output, .npz for several)")
+    from memcc import cli_device
+
+    cli_device.add_parser(sub)
     return parser
 
 
@@ -457,7 +460,13 @@ def _save_arrays(path: Path, arrays: dict) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-COMMANDS = {"compile": cmd_compile, "info": cmd_info, "run": cmd_run}
+def cmd_device(args: argparse.Namespace) -> int:
+    from memcc import cli_device
+
+    return cli_device.cmd_device(args)
+
+
+COMMANDS = {"compile": cmd_compile, "info": cmd_info, "run": cmd_run, "device": cmd_device}
 
 
 def _error(message: str) -> int:

@@ -13,6 +13,7 @@ message (2 GiB) are written with their tensors in an external data file next to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -322,6 +323,34 @@ def _write_atomic(out: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         _copy_mode_for_new_file(tmp)
         os.replace(tmp, out)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; it becomes `path` only if the block succeeds.
+
+    For side files (reports, plots) written by code that wants a file name: on any failure the
+    temporary file is removed and `path` is left as it was. `suffix` (default: `path`'s own) keeps
+    writers that choose a format by extension, such as matplotlib, working.
+    """
+    out = Path(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp.", suffix=out.suffix if suffix is None else suffix,
+                                    dir=out.parent or ".")
+    except OSError as exc:
+        raise MemccError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _copy_mode_for_new_file(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise MemccError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -1,0 +1,43 @@
+"""`memcc device list | show | iv`."""
+
+from __future__ import annotations
+
+from test_cli import assert_user_error, memcc_cli
+
+MODELS = ("data_driven", "ideal", "linear_ion_drift", "stanford_pku", "vteam")
+
+
+def test_list_names_every_model():
+    proc = memcc_cli("device", "list")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert names == sorted(MODELS)
+
+
+def test_show_prints_parameters_with_overrides():
+    proc = memcc_cli("device", "show", "vteam", "--device-param", "r_on=50:std=10:min=1")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert "50:std=10:min=1" in rows["r_on"]
+    assert "1000" in rows["r_off"] and "ohm" in rows["r_off"]
+    assert "-0.2" in rows["v_on"]
+
+
+def test_show_rejects_unknown_device_and_parameter():
+    assert_user_error(memcc_cli("device", "show", "nope"), "unknown device")
+    assert_user_error(memcc_cli("device", "show", "vteam", "--device-param", "r_onn=5"), "r_onn")
+    assert_user_error(memcc_cli("device", "show", "vteam", "--device-param", "r_on=abc"), "r_on")
+
+
+def test_iv_writes_png(tmp_path):
+    out = tmp_path / "iv.png"
+    proc = memcc_cli("device", "iv", "vteam", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["iv.png"]  # no temporary file left
+
+
+def test_iv_refuses_non_png_and_leaves_nothing(tmp_path):
+    out = tmp_path / "iv.txt"
+    assert_user_error(memcc_cli("device", "iv", "vteam", "-o", out), "PNG")
+    assert list(tmp_path.iterdir()) == []
