@@ -230,54 +230,34 @@ def write_report(report: CompileReport, path, *, plot: bool = True, extra: dict 
     programming error (achieved vs target, `memcc.plots.plot_programming_error`) as a PNG next
     to it: `<stem>.png` (`<stem>.errors.png` when `path` itself ends in .png).
 
-    Both files are written atomically (temporary file in the same folder, then renamed). The
-    plot is made only when the report has programmed devices and `plot` is true. Returns
-    (json path, png path or None) as `pathlib.Path`s. Raises OSError when a file cannot be written.
+    Both files are written atomically (`memcc.io.atomic_output`: a temporary file in the same
+    folder, renamed into place only when complete). The plot is made only when the report has
+    programmed devices and `plot` is true. Returns (json path, png path or None) as
+    `pathlib.Path`s. Raises MemccError when a file cannot be written.
     """
     import json
-    import tempfile
     from pathlib import Path
+
+    from memcc.io import atomic_output
 
     path = Path(path)
     data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
     if extra:
-        data.update(_passes.base._jsonable(dict(extra)))
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+        data.update(dict(extra))
+    text = json.dumps(_passes.base._jsonable(data), indent=2, allow_nan=False) + "\n"
     png = None
     if plot and getattr(report, "programmed", None):
         png = path.with_name(path.stem + (".errors.png" if path.suffix.lower() == ".png" else ".png"))
-    parent = path.parent if str(path.parent) else Path(".")
-
-    def atomic(target: Path, suffix: str, write) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    if png is not None:
         result = programming_result(report)
         p = report.programming or {}
         title = f"programming error: {p.get('device', '?')} ({p.get('method', '?')}"
-        title += f", tolerance {result.tolerance:.0%})" if result.tolerance else ")"
+        title += f", tolerance {result.tolerance * 100:g} %)" if result.tolerance else ")"
+        from memcc.plots import plot_programming_error
 
-        def write_png(tmp: str) -> None:
-            from memcc.plots import plot_programming_error
-
+        with atomic_output(png, ".png") as tmp:
             plot_programming_error(result, tmp, title=title)
-
-        atomic(png, ".png", write_png)
-    atomic(path, ".tmp", write_json)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path, png
 
 
