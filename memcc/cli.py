@@ -67,8 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-input-voltage", help="largest word-line voltage in volts (default 0.3)")
     c.add_argument("--input-range", help="fixed input range mapped to the largest voltage; 0 = per vector (default 0)")
     c.add_argument("--seed", help="random seed for device variation (default 0)")
+    c.add_argument(
+        "--device-param", action="append", default=None, metavar="NAME=VALUE[:std=S][:min=A][:max=B]",
+        help="set a device parameter, as a number or a clipped normal sampled once per device (repeatable)",
+    )
+    c.add_argument("--d2d-std", help="device-to-device spread of r_on/r_off, relative std (default: the device's, 0.1 for physical models)")
+    c.add_argument("--programming", help="naive (SET/RESET pulses until within tolerance; default for physical devices) or ideal (set to target)")
+    c.add_argument("--tolerance", help="naive programming: relative tolerance on the target conductance (default 0.05)")
+    c.add_argument("--max-pulses", help="naive programming: pulse budget per device (default 200)")
     c.add_argument("--config", help="TOML file with compile settings (flags override it)")
-    c.add_argument("--report", help="write a JSON report of mapped and skipped layers")
+    c.add_argument("--report", help="write a JSON report (mapped and skipped layers, programming statistics) and a PNG of the programming error next to it")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     i = sub.add_parser("info", help="per-layer crossbar usage of a compiled model")
@@ -93,8 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMPILE_FLAGS = (
     "device", "scheme", "tile", "dac_bits", "adc_bits", "adc_overflow_rate",
-    "r_on", "r_off", "max_input_voltage", "input_range", "seed",
+    "r_on", "r_off", "max_input_voltage", "input_range", "seed", "d2d_std", "programming",
 )
+
+
+def _flag_number(text, flag: str, kind):
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,34 +123,6 @@ def default_output_path(model_path: str) -> Path:
     p = Path(model_path)
     stem = p.name[: -len(".onnx")] if p.name.lower().endswith(".onnx") else p.name
     return p.with_name(stem + ".mem.onnx")
-
-
-def _write_temp_text(path: Path, text: str) -> str:
-    """Write `text` to a new temporary file next to `path`; return its name."""
-    import tempfile
-
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise MemccError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-    except BaseException as exc:
-        _unlink_quietly(tmp)
-        if isinstance(exc, OSError):
-            raise MemccError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-        raise
-    return tmp
-
-
-def _unlink_quietly(path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _check_side_file(path: str, what: str, *others: Path) -> Path:
@@ -148,77 +137,16 @@ def _check_side_file(path: str, what: str, *others: Path) -> Path:
     return p
 
 
-def compile_with_report(model, settings: dict[str, Any], *, progress: bool | None = None):
-    """Run memcc's compiler with `settings`; return (compiled model, report dict).
-
-    The report dict has `mapped` (name, op_type, kind, K, N, group, tiles, scheme, devices...),
-    `skipped` (name, op_type, reason), `notes` and `totals` (from `memcc.info.describe`).
-    """
-    try:
-        from memcc import compiler
-    except ImportError as exc:
-        raise MemccError(f"memcc's compiler is not available in this installation ({exc})") from None
-    kwargs = dict(settings)
-    kwargs["tile"] = tuple(kwargs["tile"])
-    if hasattr(compiler, "compile_with_report"):
-        compiled, raw = compiler.compile_with_report(model, progress=progress, **kwargs)
-    else:  # a compiler without reports: describe what the output holds
-        compiled, raw = compiler.compile(model, progress=progress, **kwargs), None
-    return compiled, _normalize_report(compiled, raw)
-
-
-def _as_plain(obj) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return dict(obj)
-    if hasattr(obj, "as_dict"):
-        return dict(obj.as_dict())
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    return dict(vars(obj))
-
-
-def _normalize_report(compiled, raw_report) -> dict[str, Any]:
-    from memcc import info as minfo
-
-    desc = minfo.describe(compiled)
-    by_name = {layer["name"]: layer for layer in desc["layers"]}
-    mapped: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    notes: list[str] = []
-    if raw_report is not None:
-        data = _as_plain(raw_report)
-        for item in data.get("mapped", []):
-            entry = _as_plain(item)
-            entry["memcc_node"] = entry.get("node")
-            entry["name"] = entry.get("source") or entry.get("node") or "?"
-            mapped.append(entry)
-        for item in data.get("skipped", []):
-            entry = _as_plain(item)
-            entry["name"] = entry.get("node") or entry.get("name") or "<unnamed>"
-            skipped.append(entry)
-        notes = [str(n) for n in data.get("notes", [])]
-    else:
-        for layer in desc["layers"]:
-            mapped.append({"name": layer["name"], "memcc_node": layer["name"], "op_type": layer["kind"]})
-        for item in desc["digital_mappable"]:
-            skipped.append({"name": item["name"], "op_type": item["op_type"], "reason": "left digital"})
-    for entry in mapped:
-        layer = by_name.get(entry.get("memcc_node")) or by_name.get(entry.get("name"))
-        if layer is not None:  # counts as the compiled file states them
-            for key in ("K", "N", "tiles", "crossbars", "devices", "scheme", "kind", "tile_shape", "dac_bits", "adc_bits"):
-                if entry.get(key) is None or key in ("tiles", "crossbars", "devices"):
-                    entry[key] = layer[key]
-    return {"mapped": mapped, "skipped": skipped, "notes": notes, "totals": desc["totals"]}
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
     from memcc import config as cfg
     from memcc import io as mio
 
     file_settings = cfg.load_config(args.config) if args.config else {}
     overrides = {key: getattr(args, key) for key in COMPILE_FLAGS}
+    overrides["device_params"] = args.device_param
+    programming_flags = {"tolerance": _flag_number(args.tolerance, "--tolerance", float),
+                         "max_pulses": _flag_number(args.max_pulses, "--max-pulses", int)}
+    overrides["programming_options"] = {k: v for k, v in programming_flags.items() if v is not None} or None
     settings = cfg.resolve(file_settings, overrides)
 
     in_path = Path(args.model)
@@ -235,35 +163,29 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if show and big:
         _status(f"loading {in_path} ({_size_text(in_path.stat().st_size)})")
     model = mio.load_model(in_path)
-    compiled, report = compile_with_report(model, settings, progress=False if args.quiet else None)
-    # The report is written to a temporary file first and moved into place only once the model
-    # is saved, so that a failure leaves neither file behind.
-    report_tmp = None
+    from memcc import compiler
+
+    kwargs = dict(settings, tile=tuple(settings["tile"]))
+    compiled, report = compiler.compile_with_report(model, progress=False if args.quiet else None, **kwargs)
+    if show and big:
+        _status(f"saving {out_path}")
+    mio.save_model(compiled, out_path, input_path=in_path)
+    # The report follows the model it describes: a failed save leaves neither file behind.
+    plot_path = None
     if report_path is not None:
-        payload = {
-            "input": str(in_path),
-            "output": str(out_path),
-            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
-            **report,
-        }
-        report_tmp = _write_temp_text(report_path, json.dumps(payload, indent=2, default=str) + "\n")
-    try:
-        if show and big:
-            _status(f"saving {out_path}")
-        mio.save_model(compiled, out_path, input_path=in_path)
-        if report_tmp is not None:
-            os.replace(report_tmp, report_path)
-            report_tmp = None
-    except OSError as exc:
-        raise MemccError(f"cannot write report {str(report_path)!r}: {exc.strerror or exc}") from None
-    finally:
-        if report_tmp is not None:
-            _unlink_quietly(report_tmp)
+        extra = {"input": str(in_path), "output": str(out_path), "settings": _jsonable_settings(settings)}
+        _, plot_path = compiler.write_report(report, report_path, extra=extra)
     elapsed = time.perf_counter() - t0
 
     if show:
-        print(_compile_summary(report, settings, out_path, elapsed))
+        print(_compile_summary(report, compiled, out_path, elapsed))
+        if report_path is not None:
+            print(f"wrote {report_path}" + (f" and {plot_path}" if plot_path else ""))
     return 0
+
+
+def _jsonable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
 
 
 #: Loading and saving are announced (on stderr) for models at least this large.
@@ -274,34 +196,11 @@ def _status(message: str) -> None:
     print(f"memcc: {message} ...", file=sys.stderr, flush=True)
 
 
-def _settings_text(s: dict[str, Any]) -> str:
-    tr, tc = s["tile"]
-    parts = [f"device {s['device']}", f"{s['scheme']}-column"]
-    parts.append("no tiling" if (tr, tc) == (0, 0) else f"{tr or 'K'}x{tc or 'N'} tiles")
-    if s["dac_bits"]:
-        parts.append(f"{s['dac_bits']}-bit DAC")
-    if s["adc_bits"]:
-        parts.append(f"{s['adc_bits']}-bit ADC")
-    return ", ".join(parts)
+def _compile_summary(report, compiled, out: Path, elapsed: float) -> str:
+    from memcc import info as minfo
 
-
-def _compile_summary(report: dict[str, Any], settings: dict[str, Any], out: Path, elapsed: float) -> str:
-    mapped, skipped = report["mapped"], report["skipped"]
-    lines = [f"mapped {len(mapped)} layer{'s' if len(mapped) != 1 else ''} onto crossbars ({_settings_text(settings)})"]
-    for m in mapped:
-        shape = f" {m['K']}x{m['N']}" if m.get("K") is not None else ""
-        extra = f", {m['tiles']} tile{'s' if m['tiles'] != 1 else ''}" if m.get("tiles") else ""
-        lines.append(f"  {m['name']} ({m.get('op_type') or m.get('kind')}){shape}{extra}")
-    if skipped:
-        lines.append(f"skipped {len(skipped)} layer{'s' if len(skipped) != 1 else ''} (they stay digital):")
-        for s in skipped:
-            reason = s.get("reason") or "not mapped"
-            lines.append(f"  {s['name']} ({s.get('op_type', '?')}): {reason}")
-    else:
-        lines.append("skipped: none")
-    for note in report.get("notes", []):
-        lines.append(f"note: {note}")
-    t = report.get("totals") or {}
+    lines = [report.summary()]
+    t = minfo.describe(compiled)["totals"]
     if t.get("crossbars"):
         lines.append(f"crossbars: {t['tiles']:,} tiles, {t['crossbars']:,} arrays, {t['devices']:,} devices")
     size = out.stat().st_size if out.exists() else 0

@@ -115,6 +115,7 @@ def compile_with_report(
     device_params=None,
     programming: str | None = None,
     programming_options=None,
+    d2d_std: float | None = None,
     seed: int = 0,
     passes=None,
     progress: bool | None = None,
@@ -125,7 +126,7 @@ def compile_with_report(
         device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
         adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
         input_range=input_range, r_on=r_on, r_off=r_off, seed=seed, device_params=device_params,
-        programming=programming, programming_options=programming_options,
+        programming=programming, programming_options=programming_options, d2d_std=d2d_std,
     ).validated()
     device_obj = options.make_device()
     if progress is not None and not isinstance(progress, bool):
@@ -159,6 +160,7 @@ def compile(
     device_params=None,
     programming: str | None = None,
     programming_options=None,
+    d2d_std: float | None = None,
     seed: int = 0,
     passes=None,
     progress: bool | None = None,
@@ -192,6 +194,10 @@ def compile(
             tolerance (relative, default 0.05), max_pulses (200), set_voltage, reset_voltage,
             pulse_width, reset_pulse_width, initial, dt, adaptive, max_doublings,
             min_pulse_width (defaults: the model's PROGRAMMING_DEFAULTS), chunk_size, workers.
+        d2d_std: device-to-device variability, the relative std of r_on and r_off across
+            devices (clipped normal, sampled once per device) for whichever of the two is not set
+            in device_params/r_on/r_off. None: the device's default (`D2D_STD`: 10 % for the
+            physical models, 0 for ideal); 0: identical devices.
         seed: seed of the device instances (per layer, see `memcc.passes.program_devices`) and of
             `ctx.rng`; the same seed gives a bit-identical model, another seed other devices.
         passes: None for `memcc.passes.default_passes()`, or a list of `memcc.passes.Pass`
@@ -209,8 +215,8 @@ def compile(
         model, device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
         adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
         input_range=input_range, r_on=r_on, r_off=r_off, device_params=device_params,
-        programming=programming, programming_options=programming_options, seed=seed,
-        passes=passes, progress=progress,
+        programming=programming, programming_options=programming_options, d2d_std=d2d_std,
+        seed=seed, passes=passes, progress=progress,
     )
     return compiled
 

@@ -12,7 +12,18 @@ Every `memcc compile` flag has a key of the same name in a TOML file (underscore
     input_range = 0.0
     r_on = 1e4
     r_off = 1e6
+    d2d_std = 0.1             # device-to-device spread of r_on/r_off (default: the device's)
+    programming = "naive"     # or "ideal" (default: naive for physical devices)
     seed = 0
+
+    [device]                  # instead of `device = "..."`: the model and its parameters
+    name = "vteam"
+    r_on = "50:std=10:min=1"  # a number, a text form, or a table {mean, std, min, max}
+    r_off = {mean = 1000, std = 100}
+
+    [programming]             # options of naive programming (memcc.programming.program_naive)
+    tolerance = 0.05
+    max_pulses = 200
 
 The keys may also sit in a `[compile]` table. `resolve()` merges defaults < file < flags and
 returns keyword arguments for `memcc.compiler.compile`.
@@ -48,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
     "r_on": None,
     "r_off": None,
     "seed": 0,
+    "d2d_std": None,
+    "programming": None,
+    "device_params": None,
+    "programming_options": None,
 }
 
 COMPILE_KEYS = tuple(DEFAULTS)
@@ -184,6 +199,47 @@ def _scheme(value: Any, key: str) -> str:
     return value.strip().lower()
 
 
+def _d2d_std(value: Any, key: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("default", "")):
+        return None
+    return _non_negative(value, key)
+
+
+def _programming(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in ("naive", "ideal"):
+        raise ConfigError(f"{key}: must be naive or ideal, got {value!r}")
+    return value.strip().lower()
+
+
+def _device_params(value: Any, key: str) -> dict[str, Any] | None:
+    """`--device-param name=value` strings, or the parameters of a TOML `[device]` table."""
+    from memcc.devices import parse_parameters
+    from memcc.devices.parameters import from_config_value
+
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): from_config_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return parse_parameters(list(value))
+    raise ConfigError(f"{key}: expected name=value strings or a table, got {value!r}")
+
+
+def _programming_options(value: Any, key: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a table of programming options, got {value!r}")
+    from memcc.passes.base import PROGRAMMING_OPTIONS
+
+    unknown = sorted(set(value) - set(PROGRAMMING_OPTIONS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown option {unknown[0]!r}; known options: {', '.join(PROGRAMMING_OPTIONS)}")
+    return {k: v for k, v in value.items() if v is not None} or None
+
+
 PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "device": _device,
     "scheme": _scheme,
@@ -196,6 +252,10 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "r_on": _resistance,
     "r_off": _resistance,
     "seed": _seed,
+    "d2d_std": _d2d_std,
+    "programming": _programming,
+    "device_params": _device_params,
+    "programming_options": _programming_options,
 }
 
 
@@ -247,6 +307,19 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 def parse_config_dict(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Validate the contents of a config file (top-level keys and/or a [compile] table)."""
     flat: dict[str, Any] = {}
+    data = dict(data)
+    device_table = data.get("device")
+    if isinstance(device_table, dict):
+        table = dict(device_table)
+        name = table.pop("name", None)
+        if name is None:
+            raise ConfigError(f"{source}: the [device] table needs name = \"<device model>\"")
+        data["device"] = name
+        data["device_params"] = table or None
+    if isinstance(data.get("programming"), dict):
+        data["programming_options"] = data.pop("programming")
+        if "method" in data["programming_options"]:
+            data["programming"] = data["programming_options"].pop("method")
     for key, value in data.items():
         if key == "compile" and isinstance(value, dict):
             for sub_key, sub_value in value.items():
@@ -276,10 +349,14 @@ def resolve(
     Returns keyword arguments for `memcc.compiler.compile` (with `tile` as a tuple).
     """
     merged = dict(DEFAULTS)
-    if file_settings:
-        merged.update(validate(file_settings))
-    if overrides:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        merged.update(validate(given))
+    for layer in (file_settings, overrides):
+        if not layer:
+            continue
+        given = validate({k: v for k, v in layer.items() if v is not None})
+        # Parameter tables merge name by name: a flag overrides one parameter of the file's table.
+        for key in ("device_params", "programming_options"):
+            if given.get(key) is not None and merged.get(key) is not None:
+                given[key] = {**merged[key], **given[key]}
+        merged.update(given)
     _check_combination(merged)
     return merged

@@ -63,6 +63,10 @@ def _check_float(name: str, v, *, positive=False, non_negative=False, below_one=
     return v
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """The settings of one compilation (the keyword arguments of `memcc.compile`).
@@ -72,6 +76,9 @@ class CompileOptions:
     `device_params` overrides its parameters (a mapping name → number / text form such as
     ``"50:std=10:min=1"`` / `Distribution` / {mean, std, min, max} table, or a list of
     ``"name=value"`` strings); `r_on`/`r_off` override the device's resistances when not None.
+    `d2d_std`: relative std of r_on and r_off across devices (device-to-device variability),
+    applied to whichever of the two the user did not set; None: the device's `D2D_STD` (10 % for
+    the physical models, 0 for `ideal`).
     `programming`: None (the device's default: "naive" for the physical models, "ideal" for the
     ideal device), "naive" or "ideal"; `programming_options`: keyword arguments of
     `memcc.programming.program_naive` (tolerance, max_pulses, set_voltage, reset_voltage,
@@ -93,6 +100,7 @@ class CompileOptions:
     device_params: Any = None
     programming: str | None = None
     programming_options: Any = None
+    d2d_std: float | None = None
 
     def validated(self) -> "CompileOptions":
         from dataclasses import replace
@@ -131,6 +139,7 @@ class CompileOptions:
             device_params=_check_device_params(self.device_params, r),
             programming=_check_programming(self.programming),
             programming_options=_check_programming_options(self.programming_options),
+            d2d_std=None if self.d2d_std is None else _check_float("d2d_std", self.d2d_std, non_negative=True),
         )
 
     def make_device(self):
@@ -140,9 +149,18 @@ class CompileOptions:
         """
         from memcc.devices import get_device
 
+        from memcc.devices import DeviceModel
+
         params = dict(self.device_params or {})
         params.update({k: v for k, v in (("r_on", self.r_on), ("r_off", self.r_off)) if v is not None})
-        return get_device(self.device, **params)
+        device = get_device(self.device, **params)
+        # Device-to-device variability of r_on/r_off: the model's default spread unless the user
+        # fixed those parameters or handed over a configured DeviceModel.
+        if self.d2d_std is not None:
+            return device.with_d2d_std(self.d2d_std, keep=params)
+        if isinstance(self.device, DeviceModel):
+            return device
+        return device.with_d2d_std(device.D2D_STD, keep=params)
 
     def programming_method(self, device) -> str:
         """The programming method for `device`: `programming`, or the device's default.
@@ -326,7 +344,7 @@ class CompileReport:
 
     def summary(self) -> str:
         """A human-readable multi-line summary."""
-        lines = [f"mapped {len(self.mapped)} layer(s), skipped {len(self.skipped)} node(s)"]
+        lines = [f"mapped {_count(len(self.mapped), 'layer')}, skipped {_count(len(self.skipped), 'node')}"]
         for m in self.mapped:
             extra = f", group {m.group}" if m.group != 1 else ""
             p = m.programming
@@ -335,7 +353,7 @@ class CompileReport:
                 if p.get("n_out_of_range"):
                     extra += f" ({p['n_out_of_range']:,} out of range)"
             lines.append(
-                f"  {m.source or m.node} ({m.op_type}): K={m.K} N={m.N}{extra}, {m.tiles} tile(s)"
+                f"  {m.source or m.node} ({m.op_type}): K={m.K} N={m.N}{extra}, {_count(m.tiles, 'tile')}"
             )
         for s in self.skipped:
             lines.append(f"  skipped {s.node or '<unnamed>'} ({s.op_type}): {s.reason}")

@@ -41,3 +41,47 @@ def test_iv_refuses_non_png_and_leaves_nothing(tmp_path):
     out = tmp_path / "iv.txt"
     assert_user_error(memcc_cli("device", "iv", "vteam", "-o", out), "PNG")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compile_vteam_report_and_seeds(tmp_path):
+    import json
+
+    from test_cli import mlp_model
+    import onnx
+
+    src = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), str(src))
+    report = tmp_path / "report.json"
+    a, b, c = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "c.onnx"
+    proc = memcc_cli("compile", src, "--device", "vteam", "--device-param", "r_on=50:std=5:min=1",
+                     "--tolerance", "0.02", "--max-pulses", "300", "-o", a, "--report", report, "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "programmed" in proc.stdout and "converged" in proc.stdout
+    data = json.loads(report.read_text())
+    total = data["programming"]["total"]
+    assert data["programming"]["device"] == "vteam" and data["settings"]["seed"] == 3
+    assert data["programming"]["settings"]["tolerance"] == 0.02
+    assert total["n_programmed"] == total["n_converged"] + total["n_missed"] > 0
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert memcc_cli("compile", src, "--device", "vteam", "--device-param", "r_on=50:std=5:min=1",
+                     "--tolerance", "0.02", "--max-pulses", "300", "-o", b, "--seed", "3", "-q").returncode == 0
+    assert memcc_cli("compile", src, "--device", "vteam", "-o", c, "--seed", "4", "-q").returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_compile_rejects_bad_device_flags(tmp_path):
+    from test_cli import mlp_model
+    import onnx
+
+    src = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), str(src))
+    out = tmp_path / "out.onnx"
+    for flags, fragment in [
+        (["--device", "vteam", "--device-param", "r_onn=5"], "r_onn"),
+        (["--device", "vteam", "--tolerance", "abc"], "--tolerance"),
+        (["--device", "ideal", "--programming", "naive"], "naive"),
+        (["--device", "vteam", "--d2d-std", "-1"], "d2d_std"),
+    ]:
+        assert_user_error(memcc_cli("compile", src, "-o", out, *flags), fragment)
+        assert not out.exists()

@@ -38,7 +38,7 @@ def conductances(mem) -> dict[str, np.ndarray]:
 
 def test_vteam_default_is_programmed_and_close(small):
     model, feeds = small
-    mem, report = compile_with_report(model, device="vteam")
+    mem, report = compile_with_report(model, device="vteam", d2d_std=0)
     onnx.checker.check_model(mem)
     d = get_device("vteam")
     G = conductances(mem)
@@ -46,7 +46,7 @@ def test_vteam_default_is_programmed_and_close(small):
         assert g.dtype == np.float32 and g.shape[0] == 2
         assert g.min() >= d.g_off * (1 - 1e-6) and g.max() <= d.g_on * (1 + 1e-6)
     # the same layers compiled without programming hold the targets: programming moved them
-    targets = conductances(memcc.compile(model, device="vteam", passes=_without_programming()))
+    targets = conductances(memcc.compile(model, device="vteam", d2d_std=0, passes=_without_programming()))
     rel_dev = [np.abs(G[k] / targets[k] - 1).max() for k in G]
     assert 0.01 < max(rel_dev) <= 0.05 + 1e-5  # every device converged within the 5 % tolerance
     # Each conductance is within 5 % of its target; the weights the crossbars compute are then
@@ -74,8 +74,8 @@ def _without_programming():
 def test_tighter_tolerance_gives_smaller_error(small):
     model, feeds = small
     want = run_original(model, feeds)[0]
-    loose = rel_err(run_reference(memcc.compile(model, device="vteam"), feeds)[0], want)
-    mem, report = compile_with_report(model, device="vteam", programming_options={"tolerance": 0.02})
+    loose = rel_err(run_reference(memcc.compile(model, device="vteam", d2d_std=0), feeds)[0], want)
+    mem, report = compile_with_report(model, device="vteam", d2d_std=0, programming_options={"tolerance": 0.02})
     tight = rel_err(run_reference(mem, feeds)[0], want)
     assert report.programming["settings"]["tolerance"] == 0.02
     assert report.programming["total"]["mean_pulses"] > 8  # more pulses
@@ -84,7 +84,7 @@ def test_tighter_tolerance_gives_smaller_error(small):
 
 def test_missed_devices_are_counted_and_keep_their_state(small):
     model, _ = small
-    mem, report = compile_with_report(model, device="vteam", programming_options={"max_pulses": 2})
+    mem, report = compile_with_report(model, device="vteam", d2d_std=0, programming_options={"max_pulses": 2})
     t = report.programming["total"]
     assert t["n_missed"] > 100 and t["n_budget_exhausted"] == t["n_missed"]
     assert t["n_converged"] + t["n_missed"] == t["n_programmed"] == 744
@@ -126,8 +126,8 @@ def test_seeds(small):
     Ga, Gc = conductances(a), conductances(c)
     assert all(not np.array_equal(Ga[k], Gc[k]) for k in Ga)
     # std = 0 is the fixed device: no variability, and the seed does not matter
-    fixed = memcc.compile(model, device="vteam", device_params={"r_on": "50:std=0"}, seed=1)
-    plain = memcc.compile(model, device="vteam", seed=2)
+    fixed = memcc.compile(model, device="vteam", device_params={"r_on": "50:std=0"}, d2d_std=0, seed=1)
+    plain = memcc.compile(model, device="vteam", d2d_std=0, seed=2)
     assert fixed.SerializeToString() == plain.SerializeToString()
     varied = conductances(memcc.compile(model, device="vteam", device_params={"r_on": "50:std=5"}, seed=1))
     assert all(not np.array_equal(varied[k], conductances(fixed)[k]) for k in varied)
@@ -150,8 +150,8 @@ def test_device_param_forms_give_identical_models(small):
 @pytest.mark.parametrize("params", [None, VARIED])
 def test_programming_ideal_sets_targets(small, params):
     model, feeds = small
-    mem = memcc.compile(model, device="vteam", device_params=params, programming="ideal", seed=5)
-    targets = conductances(memcc.compile(model, device="vteam", device_params=params,
+    mem = memcc.compile(model, device="vteam", device_params=params, d2d_std=0, programming="ideal", seed=5)
+    targets = conductances(memcc.compile(model, device="vteam", device_params=params, d2d_std=0,
                                          passes=_without_programming()))
     device = get_device("vteam", **(params or {}))
     for name, g in conductances(mem).items():
@@ -166,7 +166,7 @@ def test_programming_ideal_sets_targets(small, params):
 @pytest.mark.parametrize("device", PHYSICAL)
 def test_every_model_compiles(small, device):
     model, feeds = small
-    mem, report = compile_with_report(model, device=device)
+    mem, report = compile_with_report(model, device=device, d2d_std=0)
     onnx.checker.check_model(mem)
     d = get_device(device)
     for g in conductances(mem).values():
@@ -183,7 +183,7 @@ def test_every_model_compiles(small, device):
 
 def test_single_scheme(small):
     model, feeds = small
-    mem, report = compile_with_report(model, device="vteam", scheme="single")
+    mem, report = compile_with_report(model, device="vteam", scheme="single", d2d_std=0)
     d = get_device("vteam")
     for node in mem.graph.node:
         if node.op_type == "MemristiveMatMul":
@@ -198,7 +198,7 @@ def test_single_scheme(small):
     # by ~2.5 % of g_ref for every weight, zero weights included: the single scheme is far less
     # tolerant of programming error than the double one (weight error 12 % vs 4 %; outputs 42 %).
     single = rel_err(run_reference(mem, feeds)[0], run_original(model, feeds)[0])
-    double = rel_err(run_reference(memcc.compile(model, device="vteam"), feeds)[0], run_original(model, feeds)[0])
+    double = rel_err(run_reference(memcc.compile(model, device="vteam", d2d_std=0), feeds)[0], run_original(model, feeds)[0])
     assert double < single < 0.6
     assert min(m.programming["weight_error"] for m in report.mapped) > 0.05
 
@@ -271,3 +271,25 @@ def test_progress_bar(small, capsys):
     assert "programming devices" in capsys.readouterr().err
     memcc.compile(model, device="vteam", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_default_d2d_variability(small):
+    """Physical models vary r_on/r_off by 10 % across devices unless told otherwise."""
+    model, feeds = small
+    a, report = compile_with_report(model, device="vteam", seed=1)
+    b = memcc.compile(model, device="vteam", seed=2)
+    assert report.programming["stochastic"]
+    Ga, Gb = conductances(a), conductances(b)
+    assert all(not np.array_equal(Ga[k], Gb[k]) for k in Ga)
+    fixed = conductances(memcc.compile(model, device="vteam", d2d_std=0, seed=1))
+    assert all(not np.array_equal(Ga[k], fixed[k]) for k in Ga)
+    # devices differ, but the layers still compute roughly the same function
+    assert rel_err(run_reference(a, feeds)[0], run_original(model, feeds)[0]) < 0.25
+    # an explicitly fixed r_on stays fixed: only r_off varies then
+    from memcc.passes import CompileOptions
+
+    device = CompileOptions(device="vteam", device_params={"r_on": 50.0}).validated().make_device()
+    sampled = device.sample(1000, seed=0)
+    assert np.all(sampled.r_on == 50.0) and np.std(sampled.r_off) > 0
+    # the ideal device has none by default
+    assert not compile_with_report(model, device="ideal")[1].programming["stochastic"]

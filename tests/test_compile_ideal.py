@@ -187,7 +187,7 @@ def test_report_summary():
     model, feeds = old_opset_model(13)
     _, report = compile_with_report(model, tile=(8, 2))
     text = report.summary()
-    assert "mapped 2 layer(s)" in text and "conv" in text
+    assert "mapped 2 layers, skipped 0 nodes" in text and "conv" in text
     assert report.as_dict()["mapped"][0]["K"] == 18
 
 

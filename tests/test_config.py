@@ -137,7 +137,36 @@ def test_defaults():
     assert set(s) == {
         "device", "scheme", "tile", "dac_bits", "adc_bits", "adc_overflow_rate",
         "max_input_voltage", "input_range", "r_on", "r_off", "seed",
+        "d2d_std", "programming", "device_params", "programming_options",
     }
+
+
+def test_device_and_programming_tables(tmp_path):
+    from memcc.devices import Distribution
+
+    p = write(tmp_path, (
+        'd2d_std = 0.2\n'
+        '[device]\nname = "vteam"\nr_on = "50:std=10:min=1"\nr_off = {mean = 1000, std = 100}\n'
+        '[programming]\nmethod = "naive"\ntolerance = 0.02\nmax_pulses = 50\n'
+    ))
+    file_settings = cfg.load_config(p)
+    s = cfg.resolve(file_settings, {"device_params": ["r_off=900"], "programming_options": {"max_pulses": 80}})
+    assert s["device"] == "vteam" and s["programming"] == "naive" and s["d2d_std"] == 0.2
+    # flags override one parameter of the file's table, the others stay
+    assert s["device_params"] == {"r_on": Distribution(50, 10, 1), "r_off": 900.0}
+    assert s["programming_options"] == {"tolerance": 0.02, "max_pulses": 80}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[device]\nr_on = 5\n', "name"),
+    ('[device]\nname = "vteam"\nr_on = {mean = 5, spread = 1}\n', "spread"),
+    ('[programming]\ntolerence = 0.1\n', "tolerence"),
+    ('programming = "careful"\n', "naive or ideal"),
+    ('d2d_std = -0.1\n', "d2d_std"),
+])
+def test_device_and_programming_errors(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        cfg.load_config(write(tmp_path, text))
 
 
 def test_precedence_flags_over_file(tmp_path):

@@ -40,6 +40,8 @@ class IdealDevice(DeviceModel):
     )
     IV_DEFAULTS = {"amplitude": 1.0, "frequency": 1.0, "duration": 1.0, "initial": "mid"}
     PROGRAMMING_DEFAULTS: dict = {}
+    #: No variability unless asked for: `ideal` is the reference that reproduces the original model.
+    D2D_STD = 0.0
     #: Programming methods this device supports (`memcc.programming`); the first is the default.
     PROGRAMMING_METHODS = ("ideal",)
 

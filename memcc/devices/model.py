@@ -164,6 +164,11 @@ class DeviceModel:
     IV_DEFAULTS: ClassVar[dict] = {}
     #: Defaults of :func:`memcc.programming.program_naive` for this model.
     PROGRAMMING_DEFAULTS: ClassVar[dict] = {}
+    #: Default device-to-device variability: relative std of r_on and r_off, sampled once per
+    #: device when a compilation does not fix them (`memcc.compile(d2d_std=...)`). 10 % is of
+    #: the order of the cycle-independent spread reported for HfO2/TaOx RRAM arrays and is the
+    #: middle of the range the MemTorch paper sweeps (Fig. 7, 0 to 30 %).
+    D2D_STD: ClassVar[float] = 0.10
 
     # ------------------------------------------------------------------ parameters
     def __init__(self, **params):
@@ -221,6 +226,29 @@ class DeviceModel:
         merged = dict(self._values)
         merged.update(params)
         return type(self)(**merged)
+
+    def with_d2d_std(self, rel_std: float, keep=()) -> "DeviceModel":
+        """A copy whose fixed r_on and r_off become clipped normals of relative std `rel_std`.
+
+        Parameters named in `keep` (set explicitly by the user) and parameters that already are
+        distributions are left alone. The clip at ±3 std keeps r_on below r_off for the windows
+        of memcc's models.
+        """
+        if rel_std < 0 or not np.isfinite(rel_std):
+            raise ConfigError(f"d2d_std must be a finite number >= 0, got {rel_std!r}")
+        if rel_std == 0:
+            return self
+        from memcc.devices.parameters import Distribution
+
+        changed = {}
+        for name in ("r_on", "r_off"):
+            value = self._values.get(name)
+            if name in keep or isinstance(value, (Distribution, np.ndarray)) or value is None:
+                continue
+            mean = float(value)
+            spread = 3 * rel_std * mean
+            changed[name] = Distribution(mean, rel_std * mean, max(mean - spread, 1e-3 * mean), mean + spread)
+        return self.replace(**changed) if changed else self
 
     def describe(self) -> list[tuple[str, str, str, str]]:
         """(name, value, unit, description) rows for `memcc device show`."""
