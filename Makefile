@@ -25,10 +25,16 @@ install-test: $(BIN)/python
 
 demo: install
 	@mkdir -p out
-	$(BIN)/memcc compile examples/digits_cnn.onnx --device ideal -o out/digits_mem_ideal.onnx
-	$(BIN)/memcc compile examples/digits_cnn.onnx --device ideal --tile 128x128 --dac-bits 8 --adc-bits 8 -o out/digits_mem_tiled.onnx
-	$(BIN)/memcc info out/digits_mem_tiled.onnx
-	$(BIN)/python examples/evaluate.py examples/digits_cnn.onnx out/digits_mem_ideal.onnx out/digits_mem_tiled.onnx
+	$(BIN)/memcc compile examples/digits_cnn.onnx --device ideal -o out/digits_ideal.onnx
+	$(BIN)/memcc compile examples/digits_cnn.onnx --device ideal --tile 128x128 --dac-bits 8 --adc-bits 8 -o out/digits_ideal_tiled.onnx
+	$(BIN)/memcc compile examples/digits_cnn.onnx --device vteam -o out/digits_vteam.onnx --report out/digits_vteam_report.json
+	$(BIN)/memcc compile examples/digits_cnn.onnx --device vteam --tile 128x128 --dac-bits 8 --adc-bits 8 -o out/digits_vteam_tiled.onnx
+	$(BIN)/memcc info out/digits_vteam_tiled.onnx
+	$(BIN)/python examples/evaluate.py examples/digits_cnn.onnx \
+		"memcc ideal=out/digits_ideal.onnx" \
+		"memcc ideal, 128x128 tiles, 8-bit DAC/ADC=out/digits_ideal_tiled.onnx" \
+		"memcc vteam (10% d2d, programmed)=out/digits_vteam.onnx" \
+		"memcc vteam, 128x128 tiles, 8-bit DAC/ADC=out/digits_vteam_tiled.onnx"
 
 # C++ unit tests of the op library, built outside the wheel (they are not shipped).
 cpp-test: $(BIN)/python
@@ -44,8 +50,9 @@ sanitize: $(BIN)/python
 	cmake --build build/cpp-asan -j$(JOBS)
 	ctest --test-dir build/cpp-asan --output-on-failure
 
+# MEMCC_REQUIRE_LIBRARY turns "library not built" skips into failures: here it must be built.
 test: install-test cpp-test
-	cd tests && $(BIN)/python -m pytest -q
+	cd tests && MEMCC_REQUIRE_LIBRARY=1 $(BIN)/python -m pytest -q
 
 bench: install-test
 	$(BIN)/python benchmarks/bench_cpu.py

@@ -1,14 +1,13 @@
 """Accuracy of the digits CNN before and after memcc, side by side (what `make demo` prints).
 
-    python examples/evaluate.py [ORIGINAL.onnx [IDEAL.onnx [TILED.onnx]]] [--test digits_test.npz]
+    python examples/evaluate.py [ORIGINAL.onnx] [LABEL=COMPILED.onnx ...] [--test digits_test.npz]
 
-Runs, on the test split in examples/digits_test.npz:
-- the original model (plain onnxruntime; default examples/digits_cnn.onnx),
-- memcc in ideal mode: IDEAL.onnx, e.g. made by
-  `memcc compile examples/digits_cnn.onnx --device ideal -o out/digits_mem_ideal.onnx`
-  (compiled here when not given),
-- memcc with 128x128 crossbar tiles and 8-bit DAC/ADC: TILED.onnx, e.g. made by
-  `memcc compile ... --tile 128x128 --dac-bits 8 --adc-bits 8` (compiled here when not given).
+Runs the original model (plain onnxruntime; default examples/digits_cnn.onnx) and every compiled
+model given as LABEL=PATH (memcc's op library) on the test split in examples/digits_test.npz,
+and prints one table. With no compiled model given it compiles a default set here: ideal
+devices; ideal devices on 128x128 tiles with 8-bit DAC/ADC; VTEAM devices with their default
+device-to-device variability, programmed pulse by pulse; and the same on 128x128 tiles with
+8-bit DAC/ADC.
 """
 
 from __future__ import annotations
@@ -21,6 +20,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
+#: label -> memcc.compile keyword arguments, used when no compiled model is given.
+DEFAULT_SET = {
+    "memcc ideal": dict(device="ideal"),
+    "memcc ideal, 128x128 tiles, 8-bit DAC/ADC": dict(device="ideal", tile=(128, 128), dac_bits=8, adc_bits=8),
+    "memcc vteam (10% d2d, programmed)": dict(device="vteam"),
+    "memcc vteam, 128x128 tiles, 8-bit DAC/ADC": dict(device="vteam", tile=(128, 128), dac_bits=8, adc_bits=8),
+}
+
 
 def accuracy(sess, x: np.ndarray, y: np.ndarray, batch: int = 128) -> float:
     name = sess.get_inputs()[0].name
@@ -31,12 +38,19 @@ def accuracy(sess, x: np.ndarray, y: np.ndarray, batch: int = 128) -> float:
     return float((np.concatenate(preds) == y).mean())
 
 
+def _labelled(spec: str) -> tuple[str, str]:
+    label, sep, path = spec.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {spec!r}")
+    return label, path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="original vs memcc accuracy on the digits test split")
     ap.add_argument("model", nargs="?", default=str(HERE / "digits_cnn.onnx"), help="original model")
-    ap.add_argument("ideal", nargs="?", help="compiled ideal-mode model (default: compile here)")
-    ap.add_argument("tiled", nargs="?", help="compiled 128x128-tile 8-bit model (default: compile here)")
+    ap.add_argument("compiled", nargs="*", type=_labelled, help="LABEL=PATH of compiled models")
     ap.add_argument("--test", default=str(HERE / "digits_test.npz"), help="test split (.npz with x, y)")
+    ap.add_argument("--seed", type=int, default=0, help="device seed for the models compiled here")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -46,25 +60,20 @@ def main(argv=None) -> int:
 
     data = np.load(args.test)
     x, y = data["x"].astype(np.float32), data["y"]
-
     original = load_model(args.model)
     plain = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
-    base = accuracy(plain, x, y)
+    rows = [("original (onnxruntime)", accuracy(plain, x, y))]
+    if args.compiled:
+        models = [(label, load_model(path)) for label, path in args.compiled]
+    else:
+        models = [(label, memcc.compile(original, seed=args.seed, progress=False, **kw)) for label, kw in DEFAULT_SET.items()]
+    rows += [(label, accuracy(memcc.session(m), x, y)) for label, m in models]
 
-    ideal = load_model(args.ideal) if args.ideal else memcc.compile(original, device="ideal", progress=False)
-    acc_ideal = accuracy(memcc.session(ideal), x, y)
-
-    tiled = (
-        load_model(args.tiled)
-        if args.tiled
-        else memcc.compile(original, device="ideal", tile=(128, 128), dac_bits=8, adc_bits=8, progress=False)
-    )
-    acc_tiled = accuracy(memcc.session(tiled), x, y)
-
-    print(
-        f"original accuracy {base:.2%}  memcc(ideal) {acc_ideal:.2%}  "
-        f"memcc(128x128 tiles, 8-bit DAC/ADC) {acc_tiled:.2%}   ({len(y)} test digits)"
-    )
+    width = max(len(label) for label, _ in rows)
+    print(f"accuracy on {len(y)} held-out digits (scikit-learn's digits, 8x8 images):")
+    for label, acc in rows:
+        delta = "" if label == rows[0][0] else f"  ({(acc - rows[0][1]) * 100:+.2f} points)"
+        print(f"  {label:<{width}}  {acc:7.2%}{delta}")
     return 0
 
 

@@ -14,8 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import memcc
-from memcc import runtime
-from memcc.errors import MemccError
+from conftest import library_available
 
 # Run the same memcc the tests import (installed package or development overlay).
 # (abspath, not resolve: a development overlay of symlinks must stay the overlay). The
@@ -23,24 +22,7 @@ from memcc.errors import MemccError
 PKG_PARENT = str(Path(os.path.abspath(memcc.__file__)).parent.parent)
 
 
-def has_compiler() -> bool:
-    try:
-        import memcc.compiler  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def has_library() -> bool:
-    try:
-        runtime.library_path()
-    except MemccError:
-        return False
-    return True
-
-
-needs_compiler = pytest.mark.skipif(not has_compiler(), reason="memcc.compiler is not available yet")
-needs_library = pytest.mark.skipif(not has_library(), reason="libmemcc_ops is not built/installed")
+needs_library = pytest.mark.skipif(not library_available(), reason="libmemcc_ops is not built/installed")
 
 
 def memcc_cli(*args, cwd=None):
@@ -248,7 +230,6 @@ def test_compile_report_cannot_be_directory(tmp_path, mlp_file):
 # ---------------------------------------------------------------------------- compile (needs the compiler)
 
 
-@needs_compiler
 def test_compile_default_output_and_summary(tmp_path, mlp_file):
     proc = memcc_cli("compile", mlp_file, "--device", "ideal")
     assert proc.returncode == 0, proc.stderr
@@ -260,7 +241,6 @@ def test_compile_default_output_and_summary(tmp_path, mlp_file):
     assert sum(n.op_type == "MemristiveMatMul" for n in m.graph.node) == 2
 
 
-@needs_compiler
 def test_compile_with_config_flags_and_report(tmp_path, mlp_file):
     conf = tmp_path / "memcc.toml"
     conf.write_text('tile = "8x8"\ndac_bits = 6\nadc_bits = 6\n')
@@ -278,7 +258,6 @@ def test_compile_with_config_flags_and_report(tmp_path, mlp_file):
     assert list(attrs["tile_shape"]) == [8, 8] and attrs["adc_bits"] == 8 and attrs["dac_bits"] == 6
 
 
-@needs_compiler
 def test_compile_nothing_to_map(tmp_path):
     src = tmp_path / "relu.onnx"
     onnx.save(no_weights_model(), str(src))
@@ -287,7 +266,6 @@ def test_compile_nothing_to_map(tmp_path):
     assert files(tmp_path) == ["relu.onnx"]
 
 
-@needs_compiler
 def test_compile_unknown_device(tmp_path, mlp_file):
     out = tmp_path / "out.onnx"
     assert_user_error(memcc_cli("compile", mlp_file, "-o", out, "--device", "no-such-device"), "no-such-device")
@@ -372,7 +350,6 @@ def test_run_input_mismatch(tmp_path, mem_file):
     assert not out.exists()
 
 
-@needs_compiler
 @needs_library
 def test_compile_then_run_matches_original(tmp_path, mlp_file):
     out = tmp_path / "mlp.mem.onnx"

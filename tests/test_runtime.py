@@ -6,18 +6,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import library_available
 from onnx import TensorProto, helper, numpy_helper
 
 from memcc import runtime
 from memcc.errors import ConfigError, MemccError, ModelLoadError
-
-
-def library_available() -> bool:
-    try:
-        runtime.library_path()
-        return True
-    except MemccError:
-        return False
 
 
 needs_library = pytest.mark.skipif(not library_available(), reason="libmemcc_ops is not built/installed")
