@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--programming", help="naive (SET/RESET pulses until within tolerance; default for physical devices) or ideal (set to target)")
     c.add_argument("--tolerance", help="naive programming: relative tolerance on the target conductance (default 0.05)")
     c.add_argument("--max-pulses", help="naive programming: pulse budget per device (default 200)")
+    c.add_argument(
+        "--nonideality", action="append", default=None, metavar="NAME[:KEY=VALUE]...",
+        help="apply a non-ideality of the programmed chip (repeatable, applied in the order given): "
+        "finite_states:n=16 | finite_states:states=G1,G2,... (siemens) | "
+        "faults:stuck_lrs=P:stuck_hrs=P:unformed=P | endurance:cycles=N; replaces the config file's list",
+    )
     c.add_argument("--config", help="TOML file with compile settings (flags override it)")
     c.add_argument("--report", help="write a JSON report (mapped and skipped layers, programming statistics) and a PNG of the programming error next to it")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
@@ -144,6 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     file_settings = cfg.load_config(args.config) if args.config else {}
     overrides = {key: getattr(args, key) for key in COMPILE_FLAGS}
     overrides["device_params"] = args.device_param
+    overrides["nonidealities"] = args.nonideality
     programming_flags = {"tolerance": _flag_number(args.tolerance, "--tolerance", float),
                          "max_pulses": _flag_number(args.max_pulses, "--max-pulses", int)}
     overrides["programming_options"] = {k: v for k, v in programming_flags.items() if v is not None} or None

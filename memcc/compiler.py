@@ -118,6 +118,7 @@ def compile_with_report(
     d2d_std: float | None = None,
     seed: int = 0,
     passes=None,
+    nonidealities=None,
     progress: bool | None = None,
 ) -> tuple[onnx.ModelProto, CompileReport]:
     """Like `compile`, and also return the `CompileReport` (mapped layers, skipped nodes, notes,
@@ -132,6 +133,8 @@ def compile_with_report(
     if progress is not None and not isinstance(progress, bool):
         raise ConfigError(f"progress must be True, False or None, got {progress!r}")
     pipeline = _pipeline(passes)
+    if nonidealities is not None:
+        pipeline = _passes.with_nonidealities(pipeline, nonidealities)
 
     source = _load(model)
     work = onnx.ModelProto()
@@ -163,6 +166,7 @@ def compile(
     d2d_std: float | None = None,
     seed: int = 0,
     passes=None,
+    nonidealities=None,
     progress: bool | None = None,
 ) -> onnx.ModelProto:
     """Compile an ONNX model into a memristive-crossbar simulation; return the new ModelProto.
@@ -202,6 +206,12 @@ def compile(
             `ctx.rng`; the same seed gives a bit-identical model, another seed other devices.
         passes: None for `memcc.passes.default_passes()`, or a list of `memcc.passes.Pass`
             (or a `Pipeline`) run in order instead.
+        nonidealities: non-idealities of the programmed chip, inserted after the
+            `program_devices` pass and applied in the order given (`memcc.passes.nonidealities`):
+            a list of `memcc.passes.Pass` instances (e.g. `memcc.passes.FiniteStates(16)`), text
+            specs ("finite_states:n=16", "faults:stuck_lrs=0.01:stuck_hrs=0.01:unformed=0.005",
+            "endurance:cycles=1e6") or tables ({"name": "faults", "stuck_lrs": 0.01}). None or
+            []: none (the plain compilation).
         progress: True/False to force the progress bar on/off; None: only when stderr is a
             terminal and the model is large.
 
@@ -216,7 +226,7 @@ def compile(
         adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
         input_range=input_range, r_on=r_on, r_off=r_off, device_params=device_params,
         programming=programming, programming_options=programming_options, d2d_std=d2d_std,
-        seed=seed, passes=passes, progress=progress,
+        seed=seed, passes=passes, nonidealities=nonidealities, progress=progress,
     )
     return compiled
 

@@ -25,6 +25,17 @@ Every `memcc compile` flag has a key of the same name in a TOML file (underscore
     tolerance = 0.05
     max_pulses = 200
 
+    [[nonideality]]           # non-idealities of the programmed chip, applied in this order
+    name = "finite_states"    # (memcc.passes.nonidealities; `--nonideality SPEC` on the CLI)
+    n = 16
+    [[nonideality]]
+    name = "faults"
+    stuck_lrs = 0.01
+    stuck_hrs = 0.01
+
+`nonidealities = ["finite_states:n=16", ...]` (text specs) is the same. Non-idealities given on
+the command line replace the file's list.
+
 The keys may also sit in a `[compile]` table. `resolve()` merges defaults < file < flags and
 returns keyword arguments for `memcc.compiler.compile`.
 """
@@ -63,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "programming": None,
     "device_params": None,
     "programming_options": None,
+    "nonidealities": None,
 }
 
 COMPILE_KEYS = tuple(DEFAULTS)
@@ -240,6 +252,24 @@ def _programming_options(value: Any, key: str) -> dict[str, Any] | None:
     return {k: v for k, v in value.items() if v is not None} or None
 
 
+def _nonidealities(value: Any, key: str) -> list | None:
+    """Text specs and/or tables ({name = ..., key = value}), each checked by building its pass;
+    returned as canonical tables ({"name": ..., **settings}) so a report can record them."""
+    if value is None:
+        return None
+    from memcc.passes import NonidealityPass, make_nonideality
+
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list of specs like \"finite_states:n=16\" or [[nonideality]] tables, got {value!r}")
+    out = []
+    for item in value:
+        p = make_nonideality(item)
+        out.append(p.spec() if isinstance(p, NonidealityPass) else p)
+    return out
+
+
 PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "device": _device,
     "scheme": _scheme,
@@ -256,6 +286,7 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "programming": _programming,
     "device_params": _device_params,
     "programming_options": _programming_options,
+    "nonidealities": _nonidealities,
 }
 
 
@@ -267,6 +298,8 @@ def validate(settings: Mapping[str, Any], *, source: str = "") -> dict[str, Any]
         key = str(raw_key).replace("-", "_")
         if key == "tile_shape":
             key = "tile"
+        elif key == "nonideality":  # the TOML array of tables [[nonideality]]
+            key = "nonidealities"
         parser = PARSERS.get(key)
         if parser is None:
             raise ConfigError(

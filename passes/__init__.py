@@ -14,6 +14,11 @@ Each pass does one job on a `CompileContext`; `default_passes()` is the standard
 9. `Cleanup`              unused initializers removed, report ordered
 10. `Check`               onnx.checker on the result
 
+Non-idealities of the programmed chip (`memcc.passes.nonidealities`: `FiniteStates`,
+`DeviceFaults`, `Endurance`) are passes too, off by default: `memcc.compile(...,
+nonidealities=[...])` inserts them after `ProgramDevices`, in the order given (see
+`with_nonidealities`; build one by name with `nonideality("faults", stuck_lrs=0.01)`).
+
 Compose your own with `Pipeline(default_passes())` and its `insert_after`/`replace`/`remove`,
 or pass a list to `memcc.compile(..., passes=[...])`. A custom pass subclasses `Pass` (or
 `RewritePass` for a new layer type) and implements `run(ctx)`.
@@ -39,6 +44,18 @@ from .cleanup import Check, Cleanup
 from .crossbar_attributes import CrossbarAttributes
 from .fold_batchnorm import FoldBatchNorm
 from .map_weights import MapWeights
+from .nonidealities import (
+    DeviceFaults,
+    Endurance,
+    FiniteStates,
+    NonidealityPass,
+    list_nonidealities,
+    make_nonideality,
+    make_nonidealities,
+    nonideality,
+    register_nonideality,
+    with_nonidealities,
+)
 from .normalize import Normalize
 from .program_devices import ProgramDevices
 from .rewrite_conv import RewriteConv
@@ -68,4 +85,7 @@ __all__ = [
     "Pass", "FunctionPass", "RewritePass", "Pipeline", "default_passes",
     "Normalize", "FoldBatchNorm", "RewriteGemm", "RewriteMatMul", "RewriteConv",
     "MapWeights", "ProgramDevices", "CrossbarAttributes", "Cleanup", "Check",
+    "NonidealityPass", "FiniteStates", "DeviceFaults", "Endurance",
+    "nonideality", "make_nonideality", "make_nonidealities", "with_nonidealities",
+    "list_nonidealities", "register_nonideality",
 ]

@@ -302,6 +302,9 @@ class MappedLayer:
     #: programming statistics of the layer's devices, filled by `ProgramDevices` (see
     #: `memcc.passes.program_devices.layer_stats`); None if the layer was not programmed.
     programming: dict | None = None
+    #: statistics of the non-idealities applied to the layer's devices, one dict per pass in
+    #: order (see `memcc.passes.nonidealities`); empty if none.
+    nonidealities: list = field(default_factory=list)
 
     @property
     def weight_shape(self) -> tuple[int, int]:
@@ -326,7 +329,8 @@ class SkippedNode:
 @dataclass
 class CompileReport:
     """What a compilation did: `mapped` layers, `skipped` nodes, `passes` run, `notes`, and
-    `programming` (device, method, settings and totals of the `ProgramDevices` pass, or None).
+    `programming` (device, method, settings and totals of the `ProgramDevices` pass, or None),
+    `nonidealities` (one {name, settings, total} dict per non-ideality pass, in order).
 
     `programmed` holds the per-device programming outcome (relative errors, pulses, ...) of
     every layer for plots (`memcc.compiler.write_report`); it is not part of `as_dict()`.
@@ -337,6 +341,7 @@ class CompileReport:
     passes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     programming: dict | None = None
+    nonidealities: list = field(default_factory=list)
     programmed: list = field(default_factory=list, repr=False, compare=False)
 
     def skip(self, node: onnx.NodeProto, reason: str) -> None:
@@ -359,6 +364,7 @@ class CompileReport:
             lines.append(f"  skipped {s.node or '<unnamed>'} ({s.op_type}): {s.reason}")
         if self.programming:
             lines.append("  " + programming_line(self.programming))
+        lines.extend("  " + nonideality_line(n) for n in self.nonidealities)
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -372,6 +378,7 @@ class CompileReport:
             "passes": list(self.passes),
             "notes": list(self.notes),
             "programming": self.programming,
+            "nonidealities": list(self.nonidealities),
         })
 
 
@@ -392,6 +399,29 @@ def programming_line(p: dict) -> str:
         line += f"; {t['mean_pulses']:.1f} pulses/device"
     if t.get("seconds") is not None:
         line += f"; {t['seconds']:.2f} s"
+    return line
+
+
+def nonideality_line(entry: dict) -> str:
+    """One line describing a non-ideality pass's effect (`CompileReport.nonidealities` entry)."""
+    t = entry.get("total") or {}
+    settings = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in (entry.get("settings") or {}).items()
+        if not isinstance(v, (list, tuple))
+    )
+    states = (entry.get("settings") or {}).get("states")
+    if states is not None:
+        settings = f"{len(states)} measured states" + (f", {settings}" if settings else "")
+    counts = [f"{t[k]:,} {k[2:].replace('_', ' ')}" for k in t
+              if k.startswith("n_") and k != "n_devices" and isinstance(t[k], int)]
+    line = f"nonideality {entry.get('name')} ({settings}): {t.get('n_devices', 0):,} devices"
+    if counts:
+        line += ", " + ", ".join(counts)
+    if t.get("mean_window_shrink") is not None:
+        line += f"; mean window shrink {t['mean_window_shrink']:.2%}"
+    if t.get("weight_error") is not None:
+        line += f"; weight error {t['weight_error']:.2%}"
     return line
 
 

@@ -137,7 +137,7 @@ def test_defaults():
     assert set(s) == {
         "device", "scheme", "tile", "dac_bits", "adc_bits", "adc_overflow_rate",
         "max_input_voltage", "input_range", "r_on", "r_off", "seed",
-        "d2d_std", "programming", "device_params", "programming_options",
+        "d2d_std", "programming", "device_params", "programming_options", "nonidealities",
     }
 
 
