@@ -14,6 +14,7 @@ your own.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from typing import Iterable, Union
@@ -102,33 +103,20 @@ def _pipeline(passes) -> Pipeline:
 def compile_with_report(
     model: ModelLike,
     *,
-    device="ideal",
-    scheme: str = "double",
-    tile=(0, 0),
-    dac_bits: int = 0,
-    adc_bits: int = 0,
-    adc_overflow_rate: float = 0.0,
-    max_input_voltage: float = 0.3,
-    input_range: float = 0.0,
-    r_on: float | None = None,
-    r_off: float | None = None,
-    device_params=None,
-    programming: str | None = None,
-    programming_options=None,
-    d2d_std: float | None = None,
-    seed: int = 0,
     passes=None,
     nonidealities=None,
     progress: bool | None = None,
+    **options,
 ) -> tuple[onnx.ModelProto, CompileReport]:
-    """Like `compile`, and also return the `CompileReport` (mapped layers, skipped nodes, notes,
-    programming statistics; `report.as_dict()` is JSON-serialisable, `write_report` saves it)."""
-    options = CompileOptions(
-        device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
-        adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
-        input_range=input_range, r_on=r_on, r_off=r_off, seed=seed, device_params=device_params,
-        programming=programming, programming_options=programming_options, d2d_std=d2d_std,
-    ).validated()
+    """Like `compile` (same keyword arguments), and also return the `CompileReport` (mapped
+    layers, skipped nodes, notes, programming statistics; `report.as_dict()` is
+    JSON-serialisable, `write_report` saves it)."""
+    try:
+        options = CompileOptions(**options).validated()
+    except TypeError:
+        known = sorted(f.name for f in dataclasses.fields(CompileOptions))
+        unknown = sorted(set(options) - set(known))
+        raise ConfigError(f"unknown compile option {unknown[0]!r}; known options: {', '.join(known)}") from None
     device_obj = options.make_device()
     if progress is not None and not isinstance(progress, bool):
         raise ConfigError(f"progress must be True, False or None, got {progress!r}")
@@ -221,13 +209,10 @@ def compile(
 
     Use `compile_with_report` to also get the `CompileReport` (and `write_report` to save it).
     """
-    compiled, _ = compile_with_report(
-        model, device=device, scheme=scheme, tile=tile, dac_bits=dac_bits, adc_bits=adc_bits,
-        adc_overflow_rate=adc_overflow_rate, max_input_voltage=max_input_voltage,
-        input_range=input_range, r_on=r_on, r_off=r_off, device_params=device_params,
-        programming=programming, programming_options=programming_options, d2d_std=d2d_std,
-        seed=seed, passes=passes, nonidealities=nonidealities, progress=progress,
-    )
+    # Every parameter but the model is an option of compile_with_report; listing them again
+    # here would be a second copy to keep in step.
+    options = {k: v for k, v in locals().items() if k != "model"}
+    compiled, _ = compile_with_report(model, **options)
     return compiled
 
 
