@@ -22,26 +22,6 @@ constexpr int64_t kColumnAlign = 16;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void(size_t)>& fn) {
-  if (total <= 0) return;
-  if (total == 1) {
-    fn(0);
-    return;
-  }
-  // Exceptions must not unwind through onnxruntime's thread pool: keep the first, rethrow here.
-  std::mutex mutex;
-  std::exception_ptr first;
-  runner.run(static_cast<size_t>(total), [&](size_t i) {
-    try {
-      fn(i);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (!first) first = std::current_exception();
-    }
-  });
-  if (first) std::rethrow_exception(first);
-}
-
 InputEncoding encoding_of(const OpAttributes& a) {
   InputEncoding e;
   e.input_range = a.input_range;
@@ -300,6 +280,26 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
 }
 
 }  // namespace
+
+void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void(size_t)>& fn) {
+  if (total <= 0) return;
+  if (total == 1) {
+    fn(0);
+    return;
+  }
+  // Exceptions must not unwind through onnxruntime's thread pool: keep the first, rethrow here.
+  std::mutex mutex;
+  std::exception_ptr first;
+  runner.run(static_cast<size_t>(total), [&](size_t i) {
+    try {
+      fn(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!first) first = std::current_exception();
+    }
+  });
+  if (first) std::rethrow_exception(first);
+}
 
 float matrix_scale(const OpAttributes& attrs) { return attrs.uses_adc() ? 1.0f : attrs.weight_scale; }
 

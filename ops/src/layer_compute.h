@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 #include "layer_plan.h"
@@ -32,6 +33,10 @@ class SerialRunner : public TaskRunner {
  private:
   int concurrency_;
 };
+
+// Calls fn(i) for i < total through the runner; an exception thrown by a task is rethrown here
+// (the first one), after every task has finished.
+void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void(size_t)>& fn);
 
 // The matrix the layer reads, [K, N] row-major: weight_scale * D when the ADC is off (the
 // result is then one product), D when it is on (the ADC sees currents).

@@ -1,9 +1,13 @@
 #include "memristive_matmul_kernel.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <new>
 #include <thread>
 
+#include "batched_layer.h"
+#include "conv_geometry.h"
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "layer_compute.h"
@@ -155,14 +159,129 @@ MemristiveMatMulKernel::MemristiveMatMulKernel(const OrtApi& api, const OrtKerne
     is_constant = 0;
   }
   g_is_constant_ = is_constant != 0;
+  create_native_ops(info);
+}
+
+MemristiveMatMulKernel::~MemristiveMatMulKernel() {
+  conv_ops_.clear();
+  gemm_.reset();
+  matmul_.reset();
+  if (info_copy_) api_.ReleaseKernelInfo(info_copy_);
+  if (cpu_) api_.ReleaseMemoryInfo(cpu_);
+}
+
+namespace {
+
+// MEMCC_OPS_ENGINE=blas turns onnxruntime's kernels off (tests of the fallback engine,
+// comparisons); =native makes a missing onnxruntime kernel an error instead of a silent fallback
+// (tests); anything else, or unset, uses them where they are available.
+bool engine_env_is(const char* value) {
+  const char* v = std::getenv("MEMCC_OPS_ENGINE");
+  return v && std::strcmp(v, value) == 0;
+}
+bool native_disabled() { return engine_env_is("blas"); }
+bool native_required() { return engine_env_is("native"); }
+
+// Opset versions to try, newest first: CreateOp needs one that a registered kernel covers.
+const std::vector<int> kGemmVersions = {13, 11, 9};
+const std::vector<int> kMatMulVersions = {13, 9, 1};
+const std::vector<int> kConvVersions = {22, 11, 1};
+
+// Engine choice thresholds for the encoded / ADC modes (see engine_for).
+constexpr int64_t kNarrowGroup = 4;
+constexpr int64_t kMinBatchedRows = 256;
+
+}  // namespace
+
+void MemristiveMatMulKernel::create_native_ops(const OrtKernelInfo* info) {
+  if (native_disabled()) return;
+  OrtStatus* status = api_.CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &cpu_);
+  if (status) {
+    api_.ReleaseStatus(status);
+    cpu_ = nullptr;
+    return;
+  }
+  std::string error;
+  // Not every engine is used by every node; creating the few an attribute set can use is cheap.
+  const bool ideal = !attrs_.uses_adc() && !attrs_.encodes_input();
+  if (!attrs_.conv && ideal) {
+    using K = NativeAttr::Kind;
+    const std::vector<NativeAttr> gemm_attrs = {{"transA", {0}, K::Int, 0.0f},
+                                                {"transB", {0}, K::Int, 0.0f},
+                                                {"alpha", {}, K::Float, 1.0f},
+                                                {"beta", {}, K::Float, 1.0f}};
+    gemm_ = NativeOp::create(api_, info, "Gemm", kGemmVersions, gemm_attrs, 3, 1, &error);
+  }
+  if (!ideal) {
+    matmul_ = NativeOp::create(api_, info, "MatMul", kMatMulVersions, {}, 2, 1, &error);
+  }
+  if (attrs_.conv && ideal) {
+    status = api_.CopyKernelInfo(info, &info_copy_);
+    if (status) {
+      api_.ReleaseStatus(status);
+      info_copy_ = nullptr;
+    }
+    // Pads that do not depend on the input size: create the op now, so that a failure is
+    // known before the first run.
+    if (info_copy_ && (attrs_.auto_pad == AutoPad::NotSet || attrs_.auto_pad == AutoPad::Valid)) {
+      ConvPads pads = attrs_.auto_pad == AutoPad::Valid ? ConvPads(attrs_.pads.size(), 0) : attrs_.pads;
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!conv_op_for(pads)) error = conv_error_;
+    }
+  }
+  if (native_required()) {
+    const bool missing = attrs_.conv ? (ideal ? !info_copy_ || conv_failed_ : !matmul_) : (ideal ? !gemm_ : !matmul_);
+    if (missing) throw OpError(where() + "MEMCC_OPS_ENGINE=native: onnxruntime kernel unavailable: " + error);
+  }
+}
+
+// Called with mutex_ held.
+const NativeOp* MemristiveMatMulKernel::conv_op_for(const ConvPads& pads) {
+  auto it = conv_ops_.find(pads);
+  if (it != conv_ops_.end()) return it->second.get();
+  if (conv_failed_ || !info_copy_) return nullptr;
+  using K = NativeAttr::Kind;
+  const std::vector<NativeAttr> attrs = {
+      {"kernel_shape", attrs_.kernel_shape, K::Ints, 0.0f}, {"strides", attrs_.strides, K::Ints, 0.0f},
+      {"dilations", attrs_.dilations, K::Ints, 0.0f},       {"pads", pads, K::Ints, 0.0f},
+      {"group", {attrs_.group}, K::Int, 0.0f},
+  };
+  std::string error;
+  auto op = NativeOp::create(api_, info_copy_, "Conv", kConvVersions, attrs, 3, 1, &error);
+  if (!op) {
+    conv_failed_ = true;
+    conv_error_ = error;
+    return nullptr;
+  }
+  // A long-running session sees few distinct input sizes; bound the cache anyway.
+  if (conv_ops_.size() >= 16) conv_ops_.erase(conv_ops_.begin());
+  return conv_ops_.emplace(pads, std::move(op)).first->second.get();
 }
 
 std::string MemristiveMatMulKernel::where() const {
   return "MemristiveMatMul node '" + node_name_ + "': ";
 }
 
+MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPlan& plan) const {
+  const bool ideal = !attrs_.uses_adc() && !attrs_.encodes_input();
+  if (ideal) {
+    // Conv availability is per pads; run_native_ideal falls back itself when it has no op.
+    if (attrs_.conv ? info_copy_ != nullptr && !conv_failed_ : gemm_ != nullptr) return Engine::NativeIdeal;
+    return Engine::Blas;
+  }
+  if (!matmul_) return Engine::Blas;
+  // Measured (ops/README.md, "Engines"): the three-phase batched path pays a pass over the
+  // encoded inputs and the tile currents, three pool rounds per chunk and MLAS's per-call packing
+  // of D; OpenBLAS's fused per-task path keeps all of that in cache. The batched path wins when
+  // the fused one is inefficient: narrow groups (depthwise: tiny sgemm calls per task) and
+  // matmul layers with many rows.
+  if (attrs_.conv) return plan.group_cols <= kNarrowGroup ? Engine::NativeBatched : Engine::Blas;
+  return plan.rows >= kMinBatchedRows ? Engine::NativeBatched : Engine::Blas;
+}
+
 std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::packed_for(
-    const float* g, const std::vector<int64_t>& g_shape) {
+    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine) {
+  const TileGeometry geometry = tile_geometry(attrs_, plan);
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
@@ -170,12 +289,85 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     const int64_t S = g_shape[0], K = g_shape[1], N = g_shape[2];
     p->matrix.resize(static_cast<size_t>(K * N));
     effective_matrix(g, S, K, N, attrs_.g_ref, matrix_scale(attrs_), p->matrix.data());
+    if (engine == Engine::NativeIdeal && attrs_.conv) {
+      p->weights.resize(p->matrix.size());
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t n = 0; n < N; ++n) p->weights[static_cast<size_t>(n * K + k)] = p->matrix[k * N + n];
+      }
+    }
+    if (engine == Engine::NativeBatched) {
+      // The batched engine reads currents: D itself, the step-8 factor comes after.
+      std::vector<float> D(static_cast<size_t>(K * N));
+      effective_matrix(g, S, K, N, attrs_.g_ref, 1.0f, D.data());
+      p->geometry = geometry;
+      p->batched.resize(batched_pack_floats(geometry, attrs_.conv));
+      pack_batched(D.data(), geometry, attrs_.conv, p->batched.data());
+    }
     return std::shared_ptr<const Packed>(std::move(p));
+  };
+  auto usable = [&](const Packed& p) {
+    if (p.source != g || p.shape != g_shape) return false;
+    if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
+    if (engine == Engine::NativeBatched) {
+      // The geometry depends on G's shape only (and the group), which the source key covers,
+      // unless the packing was made for another engine.
+      const TileGeometry& a = p.geometry;
+      if (p.batched.empty() || a.groups != geometry.groups || a.K != geometry.K || a.Ng != geometry.Ng ||
+          a.tr != geometry.tr || a.T != geometry.T) {
+        return false;
+      }
+    }
+    return true;
   };
   if (!g_is_constant_) return pack();
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!packed_ || packed_->source != g || packed_->shape != g_shape) packed_ = pack();
+  if (!packed_ || !usable(*packed_)) packed_ = pack();
   return packed_;
+}
+
+void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
+                                              const Packed& packed, const OrtValue* x, const OrtValue* bias,
+                                              float* y) {
+  const int64_t K = plan.K, N = plan.N;
+  const float* x_data = tensor_data(api_, x);
+  const float* bias_data = plan.has_bias ? tensor_data(api_, bias) : nullptr;
+  if (!attrs_.conv) {
+    TensorRef a(api_, cpu_, x_data, {plan.rows, K});
+    TensorRef b(api_, cpu_, packed.matrix.data(), {K, N});
+    TensorRef out(api_, cpu_, y, {plan.rows, N});
+    std::unique_ptr<TensorRef> c;
+    if (bias_data) c.reset(new TensorRef(api_, cpu_, bias_data, {N}));
+    const OrtValue* in[] = {a.get(), b.get(), c ? c->get() : nullptr};
+    OrtValue* outs[] = {out.get()};
+    gemm_->invoke(context, in, 3, outs, 1);  // an absent C as a null input
+    return;
+  }
+  // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
+  const TensorView xv = tensor_view(api_, x);
+  const std::vector<int64_t> spatial(xv.shape.begin() + 2, xv.shape.end());
+  const ConvSpatial geo = conv_output_geometry(spatial, attrs_.kernel_shape, attrs_.strides, attrs_.pads,
+                                               attrs_.dilations, attrs_.auto_pad);
+  ConvPads pads = geo.pad_begin;
+  pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
+  const NativeOp* conv = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    conv = conv_op_for(pads);
+  }
+  if (!conv) {
+    if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
+    run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context));
+    return;
+  }
+  std::vector<int64_t> w_shape = {N, plan.patch.channels};
+  w_shape.insert(w_shape.end(), attrs_.kernel_shape.begin(), attrs_.kernel_shape.end());
+  TensorRef w(api_, cpu_, packed.weights.data(), w_shape);
+  TensorRef out(api_, cpu_, y, plan.y_shape);
+  std::unique_ptr<TensorRef> c;
+  if (bias_data) c.reset(new TensorRef(api_, cpu_, bias_data, {N}));
+  const OrtValue* in[] = {x, w.get(), c ? c->get() : nullptr};
+  OrtValue* outs[] = {out.get()};
+  conv->invoke(context, in, 3, outs, 1);  // an absent B as a null input
 }
 
 void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
@@ -202,10 +394,29 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   check(api_, api_.GetTensorMutableData(y_value, &y_data));
 
   const float* g_data = tensor_data(api_, values[1]);
-  const auto packed = packed_for(g_data, g.shape);
-  run_layer(attrs_, plan, packed->matrix.data(), tensor_data(api_, values[0]),
-            plan.has_bias ? tensor_data(api_, values[2]) : nullptr, static_cast<float*>(y_data),
-            OrtTaskRunner(api_, context));
+  const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
+  // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
+  const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
+  const auto packed = packed_for(g_data, g.shape, plan, engine);
+  float* y = static_cast<float*>(y_data);
+  const float* x_data = tensor_data(api_, values[0]);
+  const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
+  const OrtTaskRunner runner(api_, context);
+  switch (engine) {
+    case Engine::NativeIdeal:
+      run_native_ideal(context, plan, *packed, values[0], values[2], y);
+      return;
+    case Engine::NativeBatched: {
+      const TileGeometry& geo = packed->geometry;
+      ContextScratch scratch(api_, context, cpu_, batched_scratch_floats(attrs_, plan, geo));
+      run_layer_batched(attrs_, plan, geo, packed->batched.data(), x_data, bias_data, y, runner,
+                        NativeBatchedGemm(api_, context, cpu_, *matmul_), scratch.data());
+      return;
+    }
+    case Engine::Blas:
+      run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner);
+      return;
+  }
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {

@@ -3,7 +3,9 @@
 // onnxruntime's intra-op thread pool.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,15 +13,24 @@
 
 #include <onnxruntime_c_api.h>
 
+#include "batched_layer.h"
+#include "layer_plan.h"
 #include "op_attributes.h"
+#include "ort_native.h"
 
 namespace memcc {
+
+// ONNX Conv pads, [b1..bn, e1..en].
+using ConvPads = std::vector<int64_t>;
 
 class MemristiveMatMulKernel {
  public:
   // Parses and validates the attributes: a bad attribute fails session creation.
   // Throws OpError with the node's name in the message.
   MemristiveMatMulKernel(const OrtApi& api, const OrtKernelInfo* info);
+  ~MemristiveMatMulKernel();
+  MemristiveMatMulKernel(const MemristiveMatMulKernel&) = delete;
+  MemristiveMatMulKernel& operator=(const MemristiveMatMulKernel&) = delete;
 
   // Never throws: every failure becomes an OrtStatus.
   OrtStatus* compute(OrtKernelContext* context) noexcept;
@@ -27,15 +38,27 @@ class MemristiveMatMulKernel {
   const std::string& node_name() const { return node_name_; }
 
  private:
-  // weight_scale * D (or D, with the ADC on) for one G tensor.
+  // Which engine runs a call (see ops/README.md, "Engines").
+  enum class Engine { Blas, NativeIdeal, NativeBatched };
+
+  // The matrices of one G tensor, in the layouts the engines read.
   struct Packed {
     const void* source = nullptr;
     std::vector<int64_t> shape;
-    std::vector<float> matrix;
+    std::vector<float> matrix;   // [K, N]: weight_scale * D (D with the ADC on); OpenBLAS, Gemm
+    std::vector<float> weights;  // [N, K]: (weight_scale * D)^T, an ONNX Conv weight (ideal conv)
+    std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
+    TileGeometry geometry;       // of `batched`
   };
 
+  void create_native_ops(const OrtKernelInfo* info);
+  Engine engine_for(const LayerPlan& plan) const;
+  const NativeOp* conv_op_for(const ConvPads& pads);
   void compute_or_throw(OrtKernelContext* context);
-  std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape);
+  std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
+                                           const LayerPlan& plan, Engine engine);
+  void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
+                        const OrtValue* x, const OrtValue* bias, float* y);
   std::string where() const;
 
   const OrtApi& api_;
@@ -46,6 +69,17 @@ class MemristiveMatMulKernel {
   bool g_is_constant_ = false;
   std::mutex mutex_;
   std::shared_ptr<const Packed> packed_;  // guarded by mutex_; readers keep their own reference
+
+  // onnxruntime's kernels, when the standalone-op API works (else every call uses OpenBLAS).
+  OrtMemoryInfo* cpu_ = nullptr;
+  std::unique_ptr<NativeOp> gemm_;    // matmul mode, ideal: Y = X W + Bias
+  std::unique_ptr<NativeOp> matmul_;  // the batched tile products
+  // Conv ops by resolved pads (auto_pad SAME_* pads depend on the input size), created from a
+  // copy of the kernel info; guarded by mutex_.
+  OrtKernelInfo* info_copy_ = nullptr;
+  std::map<ConvPads, std::unique_ptr<NativeOp>> conv_ops_;
+  std::atomic<bool> conv_failed_{false};  // written under mutex_, read without it
+  std::string conv_error_;    // guarded by mutex_
 };
 
 }  // namespace memcc

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "simd_dispatch.h"
 
@@ -143,6 +145,89 @@ void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld
     const double delta = adc_step(read_full_scale(a, m, t, scratch), bits);
     if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
     quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
+  }
+}
+
+namespace {
+
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// adc_step for a normal, finite Q > 0 when Δ and 1/Δ are normal floats and bits <= 23 (the
+// conditions of quantize_accumulate's fast path): Δ and 1/Δ from the exponent field alone, so
+// the per-read cost is a few integer operations. Returns false otherwise (the caller then uses
+// adc_step and the exact loop).
+inline bool fast_step(float Q, int bits, float* delta, float* inv) {
+  const uint32_t u = float_bits(Q);
+  const int32_t e = static_cast<int32_t>((u >> 23) & 0xffu);
+  if (e == 0 || e == 0xff || bits > 23) return false;  // zero, subnormal, inf, NaN
+  // Q = 1.m * 2^(e - 127): the smallest c with 2^c >= Q is e - 127, or one more when m != 0.
+  const int32_t c = e - 127 + ((u & 0x7fffffu) != 0 ? 1 : 0);
+  const int32_t p = c + 1 - bits;  // Δ = 2^p
+  if (p < -126 || p > 127 || -p < -126 || -p > 127) return false;
+  *delta = bits_float(static_cast<uint32_t>(p + 127) << 23);
+  *inv = bits_float(static_cast<uint32_t>(-p + 127) << 23);
+  return true;
+}
+
+}  // namespace
+
+MEMCC_SIMD_CLONES
+void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_t ld_reads, int bits,
+                            double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
+  if (m <= 0 || count <= 0) return;
+  float* Q = scratch;
+  float* inv = scratch + count;
+  float* delta = scratch + 2 * count;
+  float* column = scratch + 3 * count;
+  const int64_t t = quantile_index(m, overflow_rate);
+  if (t == m - 1) {
+    std::fill(Q, Q + count, 0.0f);
+    for (int64_t j = 0; j < m; ++j) {
+      const float* r = reads + j * ld_reads;
+      for (int64_t i = 0; i < count; ++i) Q[i] = std::max(Q[i], std::fabs(r[i]));
+    }
+  } else {
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t j = 0; j < m; ++j) column[j] = std::fabs(reads[j * ld_reads + i]);
+      std::nth_element(column, column + t, column + m);
+      Q[i] = column[t];
+    }
+  }
+  // Reads whose step is not on the fast path (Q = 0 included) get inv = delta = 0 here, so the
+  // vector loop adds zeros for them; the exact loop below then handles those with Q != 0.
+  bool any_slow = false;
+  for (int64_t i = 0; i < count; ++i) {
+    if (!fast_step(Q[i], bits, &delta[i], &inv[i])) {
+      delta[i] = inv[i] = 0.0f;
+      any_slow = any_slow || Q[i] != 0.0f;
+    }
+  }
+  const float lo = -std::ldexp(1.0f, bits - 1);
+  const float hi = std::ldexp(1.0f, bits - 1) - 1.0f;
+  for (int64_t j = 0; j < m; ++j) {
+    const float* r = reads + j * ld_reads;
+    float* a = acc + j * ld_acc;
+    for (int64_t i = 0; i < count; ++i) a[i] += round_small(clampf(r[i] * inv[i], lo, hi)) * delta[i];
+  }
+  if (!any_slow) return;
+  for (int64_t i = 0; i < count; ++i) {
+    if (inv[i] != 0.0f || Q[i] == 0.0f) continue;
+    const double step = adc_step(Q[i], bits);
+    if (step == 0.0) continue;
+    for (int64_t j = 0; j < m; ++j) {
+      const double level =
+          std::nearbyint(std::min(std::max(reads[j * ld_reads + i] / step, double(lo)), double(hi)));
+      acc[j * ld_acc + i] += static_cast<float>(level * step);
+    }
   }
 }
 

@@ -27,6 +27,13 @@ void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, 
 void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
                          double overflow_rate, float* acc, int64_t ld_acc, float* scratch);
 
+// The same epilogue for reads stored as columns: read i (i < count) is the m values
+// reads[j * ld_reads + i], j < m, and acc[j * ld_acc + i] += Quant(read_i)[j]. Vectorised across
+// the reads, for the conv layout where Y wants [column, position]. `scratch` holds
+// 3 * count + m floats.
+void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_t ld_reads, int bits,
+                            double overflow_rate, float* acc, int64_t ld_acc, float* scratch);
+
 // ---- Input vectors -------------------------------------------------------------------------
 
 struct InputEncoding {

@@ -6,11 +6,16 @@ Builds one-node models, runs them in onnxruntime with the library registered and
 an independent NumPy transcription of docs/op-spec.md (float64). Also checks that bad attributes
 and shapes come back as onnxruntime errors carrying the library's message. Exits 77 (skipped)
 when numpy, onnx or onnxruntime are missing.
+
+Every numeric case runs twice: with MEMCC_OPS_ENGINE=native (onnxruntime's own Gemm / Conv /
+MatMul invoked from the op where the kernel picks them; a kernel that cannot be created is an
+error rather than a silent fallback) and with MEMCC_OPS_ENGINE=blas (the OpenBLAS engine only).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 try:
@@ -182,10 +187,10 @@ def conductances(S, K, N):
     return RNG.uniform(1e-6, 1e-4, size=(S, K, N)).astype(np.float32)
 
 
-def main():
-    if LIB is None:
-        print("usage: smoke_ort.py libmemcc_ops.so")
-        return 2
+def numeric_cases(engine):
+    # "native": a node whose onnxruntime kernel cannot be created fails instead of falling back.
+    os.environ["MEMCC_OPS_ENGINE"] = engine
+    print(f"---- engine: {engine}")
     f32 = np.float32
     X = RNG.standard_normal((5, 7, 40)).astype(f32)
     G = conductances(2, 40, 24)
@@ -217,6 +222,47 @@ def main():
           weight_scale=1e4, kernel_shape=[3], auto_pad="SAME_UPPER", dac_bits=4, input_range=1.5)
     check("conv3d VALID ADC", RNG.standard_normal((1, 2, 5, 4, 6)).astype(f32), conductances(2, 16, 4), None,
           weight_scale=1e4, kernel_shape=[2, 2, 2], auto_pad="VALID", adc_bits=8)
+
+    # Cases aimed at the engine choices: ideal mode goes to onnxruntime's Gemm / Conv (explicit
+    # pads, SAME_* resolved per input size, no bias as a null input), the ADC modes of matmul
+    # layers with >= 256 rows and of narrow-group convs to the batched MatMul path.
+    check("matmul ideal no bias", RNG.standard_normal((3, 50, 33)).astype(f32), conductances(2, 33, 17), None,
+          weight_scale=1e4)
+    check("matmul many rows ADC overflow edge tiles", RNG.standard_normal((2, 300, 70)).astype(f32),
+          conductances(1, 70, 45), b[:1].repeat(45), weight_scale=1e4, g_ref=5e-5, adc_bits=6, dac_bits=7,
+          adc_overflow_rate=0.1, tile_shape=[32, 20])
+    check("matmul many rows DAC+clamp no ADC", RNG.standard_normal((400, 30)).astype(f32), conductances(2, 30, 9),
+          None, weight_scale=1e4, dac_bits=6, input_range=1.0, tile_shape=[8, 4])
+    check("conv1d ideal dilated strided", RNG.standard_normal((3, 4, 20)).astype(f32), conductances(2, 12, 6),
+          RNG.standard_normal(6).astype(f32), weight_scale=1e4, kernel_shape=[3], dilations=[3], strides=[2],
+          pads=[2, 1])
+    check("conv2d ideal groups dilation SAME_UPPER", Xc, conductances(2, 8, 9), RNG.standard_normal(9).astype(f32),
+          weight_scale=1e4, kernel_shape=[2, 2], group=3, dilations=[2, 1], strides=[2, 2], auto_pad="SAME_UPPER")
+    check("conv2d ideal depthwise SAME_LOWER", Xc, conductances(1, 9, 6), None, weight_scale=1e4, g_ref=2e-5,
+          kernel_shape=[3, 3], group=6, auto_pad="SAME_LOWER", strides=[2, 2])
+    check("conv3d ideal pads", RNG.standard_normal((2, 2, 5, 4, 6)).astype(f32), conductances(2, 16, 4), None,
+          weight_scale=1e4, kernel_shape=[2, 2, 2], pads=[1, 0, 1, 0, 1, 2])
+    check("conv2d depthwise ADC dilation pads", RNG.standard_normal((3, 6, 12, 10)).astype(f32),
+          conductances(2, 9, 12), RNG.standard_normal(12).astype(f32), weight_scale=1e4, kernel_shape=[3, 3],
+          group=6, dilations=[2, 1], pads=[2, 1, 1, 0], strides=[1, 2], adc_bits=8, dac_bits=8, tile_shape=[4, 1])
+    check("conv3d depthwise ADC", RNG.standard_normal((2, 3, 5, 4, 6)).astype(f32), conductances(2, 8, 3), None,
+          weight_scale=1e4, kernel_shape=[2, 2, 2], group=3, adc_bits=7, tile_shape=[5, 0])
+    check("conv1d depthwise DAC", RNG.standard_normal((2, 4, 15)).astype(f32), conductances(2, 3, 4), None,
+          weight_scale=1e4, kernel_shape=[3], group=4, auto_pad="SAME_UPPER", dac_bits=5)
+    os.environ.pop("MEMCC_OPS_ENGINE", None)
+
+
+def main():
+    if LIB is None:
+        print("usage: smoke_ort.py libmemcc_ops.so")
+        return 2
+    f32 = np.float32
+    for engine in ("native", "blas"):
+        numeric_cases(engine)
+    X = RNG.standard_normal((5, 7, 40)).astype(f32)
+    G = conductances(2, 40, 24)
+    b = RNG.standard_normal(24).astype(f32)
+    Xc = RNG.standard_normal((2, 6, 9, 8)).astype(f32)
 
     expect_error("weight_scale <= 0", "'weight_scale' must be > 0", X, G, b, weight_scale=-1.0)
     expect_error("missing weight_scale", "'weight_scale' is required", X, G, b)

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "batched_layer.h"
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "layer_compute.h"
@@ -72,6 +73,40 @@ void compare(const Case& c, const TaskRunner& runner, const char* what) {
     memcc_test::fail(__FILE__, __LINE__,
                      std::string(what) + ": " + std::to_string(off) + " of " + std::to_string(total) +
                          " outputs differ from the naive spec");
+  }
+}
+
+// The same comparison for the three-phase batched path (run_layer_batched), with OpenBLAS as
+// the batched GEMM (the kernel plugs in onnxruntime's MatMul; the phases around it are these).
+void compare_batched(const Case& c, const TaskRunner& runner, const char* what) {
+  const int64_t K = c.plan.K, N = c.plan.N;
+  const int64_t vectors = c.attrs.conv ? c.plan.batch * c.plan.patch.positions() : c.plan.rows;
+  if (vectors == 0 || K == 0 || N == 0) return;  // run_layer's cases
+  std::vector<float> D(static_cast<size_t>(K * N));
+  effective_matrix(c.G.data(), c.plan.S, K, N, c.attrs.g_ref, 1.0f, D.data());
+  const TileGeometry geo = tile_geometry(c.attrs, c.plan);
+  std::vector<float> packed(batched_pack_floats(geo, c.attrs.conv));
+  pack_batched(D.data(), geo, c.attrs.conv, packed.data());
+  std::vector<float> scratch(batched_scratch_floats(c.attrs, c.plan, geo), NAN);
+  int64_t total = 1;
+  for (int64_t d : c.plan.y_shape) total *= d;
+  std::vector<float> y(static_cast<size_t>(total), NAN);
+  const float* bias = c.plan.has_bias ? c.bias.data() : nullptr;
+  run_layer_batched(c.attrs, c.plan, geo, packed.data(), c.X.data(), bias, y.data(), runner, BlasBatchedGemm(),
+                    scratch.data());
+  const auto want = memcc_test::naive_layer(c.attrs, c.plan, c.X, c.G, bias);
+  double scale = 1e-30;
+  for (float v : want) scale = std::max(scale, double(std::fabs(v)));
+  int64_t off = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    if (!(std::fabs(double(y[i]) - double(want[i])) <= 2e-5 * scale)) ++off;
+  }
+  const bool quantized = c.attrs.dac_bits > 0 || c.attrs.adc_bits > 0;
+  const int64_t allowed = quantized ? std::max<int64_t>(1, total / 50) : 0;
+  if (off > allowed) {
+    memcc_test::fail(__FILE__, __LINE__,
+                     std::string(what) + ": " + std::to_string(off) + " of " + std::to_string(total) +
+                         " outputs differ from the naive spec (batched path)");
   }
 }
 
@@ -191,6 +226,8 @@ TEST(layer_matmul_random) {
     compare(c, serial1, "matmul serial");
     compare(c, serial3, "matmul split in 3");
     compare(c, threads, "matmul on 3 threads");
+    compare_batched(c, serial1, "matmul batched serial");
+    compare_batched(c, threads, "matmul batched on 3 threads");
   }
 }
 
@@ -202,6 +239,71 @@ TEST(layer_conv_random) {
     compare(c, serial1, "conv serial");
     compare(c, serial4, "conv split in 4");
     compare(c, threads, "conv on 2 threads");
+    compare_batched(c, serial4, "conv batched split in 4");
+    compare_batched(c, threads, "conv batched on 2 threads");
+  }
+}
+
+TEST(layer_batched_chunks_and_depthwise) {
+  // Several chunks (vectors past the chunk budget), edge row/column tiles, and a depthwise conv.
+  const ThreadRunner threads(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  auto fill = [&](Case& c, const V& x_shape, const V& g_shape) {
+    int64_t xs = 1;
+    for (auto d : x_shape) xs *= d;
+    c.X.resize(static_cast<size_t>(xs));
+    for (auto& v : c.X) v = normal(rng);
+    c.G.resize(static_cast<size_t>(g_shape[0] * g_shape[1] * g_shape[2]));
+    for (auto& v : c.G) v = cond(rng);
+    c.bias.resize(static_cast<size_t>(g_shape[2]));
+    for (auto& v : c.bias) v = normal(rng);
+  };
+  {
+    memcc_test::MapAttributes m;
+    m.set("weight_scale", 1e4f).set("tile_shape", V{100, 48}).set("adc_bits", int64_t{8}).set("dac_bits", int64_t{8});
+    Case c;
+    c.attrs = parse_attributes(m);
+    const V x_shape{3000, 300}, g_shape{2, 300, 200}, bias_shape{200};
+    c.plan = plan_layer(c.attrs, x_shape, g_shape, &bias_shape);
+    CHECK(batched_chunk_vectors(c.attrs, c.plan, tile_geometry(c.attrs, c.plan)) < 3000);
+    fill(c, x_shape, g_shape);
+    compare_batched(c, threads, "matmul 3000x300x200 ADC, several chunks");
+  }
+  {
+    memcc_test::MapAttributes m;
+    m.set("weight_scale", 1e4f).set("adc_bits", int64_t{8}).set("dac_bits", int64_t{8}).set("kernel_shape", V{3, 3});
+    m.set("group", int64_t{16}).set("pads", V{1, 1, 1, 1}).set("strides", V{2, 1});
+    Case c;
+    c.attrs = parse_attributes(m);
+    const V x_shape{9, 16, 33, 20}, g_shape{2, 9, 32}, bias_shape{32};  // depthwise, multiplier 2
+    c.plan = plan_layer(c.attrs, x_shape, g_shape, &bias_shape);
+    fill(c, x_shape, g_shape);
+    compare_batched(c, threads, "depthwise conv ADC");
+  }
+}
+
+TEST(layer_adc_columns_matches_rows) {
+  // adc_accumulate_columns (reads as columns) against adc_accumulate_rows (reads as rows),
+  // including reads of zeros, tiny values (subnormal steps) and overflow quantiles.
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int trial = 0; trial < 60; ++trial) {
+    const int64_t m = pick(1, 12), count = pick(1, 40);
+    const int bits = pick(2, 24);
+    const double q = pick(0, 2) == 0 ? 0.3 : 0.0;
+    const float magnitude = pick(0, 3) == 0 ? 1e-40f : (pick(0, 1) ? 1e-3f : 50.0f);
+    std::vector<float> cols(m * count), rows(count * m), a(m * count, 0.5f), b(count * m, 0.5f);
+    std::vector<float> scratch(3 * count + m), rscratch(m);
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < count; ++i) {
+        const float v = (i % 7 == 3) ? 0.0f : normal(rng) * magnitude;
+        cols[j * count + i] = v;
+        rows[i * m + j] = v;
+      }
+    adc_accumulate_columns(cols.data(), m, count, count, bits, q, a.data(), count, scratch.data());
+    adc_accumulate_rows(rows.data(), count, m, m, bits, q, b.data(), m, rscratch.data());
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < count; ++i) CHECK_EQ(a[j * count + i], b[i * m + j]);
   }
 }
 
