@@ -28,6 +28,8 @@ InputEncoding encoding_of(const OpAttributes& a) {
   e.input_range = a.input_range;
   e.dac_bits = a.dac_bits;
   e.v_max = a.max_input_voltage;
+  e.iv_a = a.iv_a;
+  e.iv_b = a.iv_b;
   return e;
 }
 

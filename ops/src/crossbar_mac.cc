@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "quantize.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 namespace {
@@ -63,7 +64,7 @@ void effective_matrix(const float* G, int64_t S, int64_t K, int64_t N, float g_r
 
 void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64_t K, const float* D,
                    int64_t ldd, int64_t nc, const AdcTiling& tiling, float* acc, float* buf,
-                   float* scratch) {
+                   float* scratch, const TileNoise* noise) {
   std::fill(acc, acc + m * nc, 0.0f);
   if (m <= 0 || nc <= 0) return;
   const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
@@ -72,6 +73,17 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
     const float* a = v_columns ? v + r0 * ldv : v + r0;
     // The tile's currents for the whole block, small enough to stay in cache for the ADC pass.
     sgemm(v_columns, m, nc, kr, a, ldv, D + r0 * ldd, ldd, 0.0f, buf, nc);
+    if (noise) {
+      // The read's variance: one more product, of f(v)^2 with sigma^2 sum_s G'^2.
+      const float* sq = v_columns ? noise->squares + r0 * ldv : noise->squares + r0;
+      sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
+      add_read_noise(buf, noise->var_buf, m, nc, noise->key, noise->execution, noise->q0, r0 / tr, noise->j0,
+                     noise->z);
+    }
+    if (tiling.bits == 0) {
+      for (int64_t i = 0; i < m * nc; ++i) acc[i] += buf[i];
+      continue;
+    }
     adc_accumulate_rows(buf, m, nc, nc, tiling.bits, tiling.overflow_rate, acc, nc, scratch);
   }
 }

@@ -21,17 +21,33 @@ void effective_matrix(const float* G, int64_t S, int64_t K, int64_t N, float g_r
 
 struct AdcTiling {
   int64_t tile_rows = 0;  // > 0 (the caller resolves 0 to K)
-  int bits = 8;           // 2..24
+  int bits = 8;           // 2..24, or 0: no ADC (the tiles are read for their noise)
   double overflow_rate = 0.0;
+};
+
+// Read noise of one block against one column tile (docs/op-spec.md, step 5): squares holds
+// f(v)^2 in the layout of v, variance the sigma^2 sum_s G'^2 matrix at the tile's first column
+// (rows ldd apart, like D); the block's vectors are q0, q0 + 1, ... and the tile's first column
+// is column j0 of G. var_buf holds m * nc floats, z nc floats.
+struct TileNoise {
+  const float* squares = nullptr;
+  const float* variance = nullptr;
+  uint64_t key = 0;
+  uint64_t execution = 0;
+  int64_t q0 = 0;
+  int64_t j0 = 0;
+  float* var_buf = nullptr;
+  float* z = nullptr;
 };
 
 // One block of m input vectors against one column tile of nc columns:
 //   acc[i * nc + j] = sum over row tiles r of Quant_r,i(I_r)[j],  I_r = v_i[r] . D[r, j]
+// (plus the read-noise term before Quant when `noise` is given; bits = 0: no Quant)
 // v holds voltages, as rows (v[i * ldv + k]) or, when v_columns, as columns (v[k * ldv + i]).
 // D points at the tile's first column; its rows are ldd apart.
 // Scratch: buf holds m * nc floats, scratch nc floats.
 void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64_t K, const float* D,
                    int64_t ldd, int64_t nc, const AdcTiling& tiling, float* acc, float* buf,
-                   float* scratch);
+                   float* scratch, const TileNoise* noise = nullptr);
 
 }  // namespace memcc

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "crossbar_mac.h"
+#include "errors.h"
 #include "im2col.h"
 #include "quantize.h"
 #include "scratch.h"
@@ -27,6 +28,8 @@ InputEncoding encoding_of(const OpAttributes& a) {
   e.input_range = a.input_range;
   e.dac_bits = a.dac_bits;
   e.v_max = a.max_input_voltage;
+  e.iv_a = a.iv_a;
+  e.iv_b = a.iv_b;
   return e;
 }
 
@@ -126,7 +129,7 @@ void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, c
 }
 
 void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const float* x,
-                const float* bias, float* y, const TaskRunner& runner) {
+                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
   const int64_t R = p.rows, K = p.K, N = p.N;
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, N) : N;
   const int64_t col_tiles = ceil_div(N, tc);
@@ -160,10 +163,25 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * tc));
 
     encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
+    TileNoise tn;
+    if (noise) {
+      float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(m * K + tc));
+      for (int64_t i = 0; i < m * K; ++i) sq[i] = v[i] * v[i];
+      tn.squares = sq;
+      tn.z = sq + m * K;
+      tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * tc));
+      tn.key = noise->key;
+      tn.execution = noise->execution;
+      tn.q0 = r0;
+    }
     for (int64_t tile = g * tiles_per_group; tile < tile_end; ++tile) {
       const int64_t c0 = tile * tc;
       const int64_t nc = std::min(tc, N - c0);
-      tiled_adc_mac(v, false, K, m, K, D + c0, N, nc, tiling, acc, reads, read_scratch);
+      if (noise) {
+        tn.variance = noise->variance + c0;
+        tn.j0 = c0;
+      }
+      tiled_adc_mac(v, false, K, m, K, D + c0, N, nc, tiling, acc, reads, read_scratch, noise ? &tn : nullptr);
       for (int64_t i = 0; i < m; ++i) {
         const float f = output_factor(a, scale[i]);
         const float* ar = acc + i * nc;
@@ -207,10 +225,10 @@ bool is_pointwise(const Im2colShape& s) {
 }
 
 void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
-                const float* bias, float* y, const TaskRunner& runner) {
+                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
   const int64_t B = p.batch, N = p.N, Kg = p.K, Ng = p.group_cols, G = p.group;
   const int64_t P = p.patch.positions(), in_size = p.patch.input_size(), Cg = p.patch.channels;
-  const bool adc = a.uses_adc();
+  const bool adc = a.reads_tiles();
   const bool direct = !adc && !a.encodes_input() && is_pointwise(p.patch);
 
   // Position blocks: patches of one block fill at most kScratchFloats, and there are enough
@@ -265,9 +283,25 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
       for (int64_t q = 0; q < cnt; ++q) factor[q] = output_factor(a, scale[q]);
       float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(cnt * tc));
       float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(cnt * tc));
+      TileNoise tn;
+      if (noise) {
+        float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(Kg * cnt + tc));
+        for (int64_t i = 0; i < Kg * cnt; ++i) sq[i] = col[i] * col[i];
+        tn.squares = sq;
+        tn.z = sq + Kg * cnt;
+        tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(cnt * tc));
+        tn.key = noise->key;
+        tn.execution = noise->execution;
+        tn.q0 = (b * G + h) * P + p0;  // the spec's q of conv mode
+      }
       for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
         const int64_t nc = std::min(tc, Ng - c0);
-        tiled_adc_mac(col, true, cnt, cnt, Kg, M + h * Ng + c0, N, nc, tiling, acc, reads, read_scratch);
+        if (noise) {
+          tn.variance = noise->variance + h * Ng + c0;
+          tn.j0 = h * Ng + c0;
+        }
+        tiled_adc_mac(col, true, cnt, cnt, Kg, M + h * Ng + c0, N, nc, tiling, acc, reads, read_scratch,
+                      noise ? &tn : nullptr);
         // acc is [position, column]; Y wants [column, position].
         for (int64_t j = 0; j < nc; ++j) {
           float* yr = yb + (c0 + j) * P;
@@ -301,10 +335,12 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
   if (first) std::rethrow_exception(first);
 }
 
-float matrix_scale(const OpAttributes& attrs) { return attrs.uses_adc() ? 1.0f : attrs.weight_scale; }
+float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0f : attrs.weight_scale; }
 
 void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
-               const float* bias, float* y, const TaskRunner& runner) {
+               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  if (a.read_noise() && !(noise && noise->variance)) throw OpError("read noise needs its variance matrix");
+  if (!a.read_noise()) noise = nullptr;
   const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
   if (vectors == 0 || p.N == 0) return;
   if (p.K == 0) {
@@ -323,9 +359,9 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
     return;
   }
   if (a.conv) {
-    conv_layer(a, p, matrix, x, bias, y, runner);
-  } else if (a.uses_adc()) {
-    matmul_adc(a, p, matrix, x, bias, y, runner);
+    conv_layer(a, p, matrix, x, bias, y, runner, noise);
+  } else if (a.reads_tiles()) {
+    matmul_adc(a, p, matrix, x, bias, y, runner, noise);
   } else {
     matmul_digital(a, p, matrix, x, bias, y, runner);
   }

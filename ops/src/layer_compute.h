@@ -8,6 +8,7 @@
 
 #include "layer_plan.h"
 #include "op_attributes.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 
@@ -38,13 +39,15 @@ class SerialRunner : public TaskRunner {
 // (the first one), after every task has finished.
 void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void(size_t)>& fn);
 
-// The matrix the layer reads, [K, N] row-major: weight_scale * D when the ADC is off (the
-// result is then one product), D when it is on (the ADC sees currents).
+// The matrix the layer reads, [K, N] row-major: weight_scale * D when the tiles are not read
+// one by one (the result is then one product), D when they are (the ADC and the read noise see
+// currents).
 float matrix_scale(const OpAttributes& attrs);
 
-// y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null.
-// Throws OpError (only for sizes beyond the BLAS's 32-bit ints).
+// y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
+// read noise on, `noise` (its variance matrix and stream) is required.
+// Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).
 void run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
-               const float* bias, float* y, const TaskRunner& runner);
+               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr);
 
 }  // namespace memcc

@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "layer_compute.h"
 #include "layer_plan.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 namespace {
@@ -123,6 +124,19 @@ const float* tensor_data(const OrtApi& api, const OrtValue* value) {
   // The C API has no const accessor; inputs are only read.
   check(api, api.GetTensorMutableData(const_cast<OrtValue*>(value), &data));
   return static_cast<const float*>(data);
+}
+
+// The optional time input T: a float32 scalar or [1] tensor (docs/op-spec.md, "Inputs").
+const float* time_input(const OrtApi& api, const OrtValue* value) {
+  const TensorView t = tensor_view(api, value);
+  int64_t count = 1;
+  for (int64_t d : t.shape) count *= d;
+  if (t.shape.size() > 1 || count != 1) {
+    std::string dims;
+    for (int64_t d : t.shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    throw OpError("input 'T' must be a scalar or have shape [1], got [" + dims + "]");
+  }
+  return tensor_data(api, value);
 }
 
 std::string read_node_name(const OrtApi& api, const OrtKernelInfo* info) {
@@ -270,6 +284,9 @@ MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPla
     return Engine::Blas;
   }
   if (!matmul_) return Engine::Blas;
+  // Read noise is added per tile read inside the fused path (layer_compute); the batched path
+  // has no such step.
+  if (attrs_.read_noise()) return Engine::Blas;
   // Measured (ops/README.md, "Engines"): the three-phase batched path pays a pass over the
   // encoded inputs and the tile currents, three pool rounds per chunk and MLAS's per-call packing
   // of D; OpenBLAS's fused per-task path keeps all of that in cache. The batched path wins when
@@ -280,13 +297,26 @@ MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPla
 }
 
 std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::packed_for(
-    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine) {
+    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine, double time) {
   const TileGeometry geometry = tile_geometry(attrs_, plan);
+  const bool drifts = drift_enabled(attrs_);
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
     p->shape = g_shape;
+    p->time = time;
     const int64_t S = g_shape[0], K = g_shape[1], N = g_shape[2];
+    // Drift first: every matrix below is made of the conductances at `time`.
+    std::vector<float> drifted;
+    if (drifts) {
+      drifted.resize(static_cast<size_t>(S * K * N));
+      drift_conductances(attrs_, g, S, K, N, time, drifted.data());
+      g = drifted.data();
+    }
+    if (attrs_.read_noise()) {
+      p->variance.resize(static_cast<size_t>(K * N));
+      noise_variance(g, S, K, N, attrs_.read_noise_std, p->variance.data());
+    }
     p->matrix.resize(static_cast<size_t>(K * N));
     effective_matrix(g, S, K, N, attrs_.g_ref, matrix_scale(attrs_), p->matrix.data());
     if (engine == Engine::NativeIdeal && attrs_.conv) {
@@ -307,6 +337,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   };
   auto usable = [&](const Packed& p) {
     if (p.source != g || p.shape != g_shape) return false;
+    if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (engine == Engine::NativeBatched) {
       // The geometry depends on G's shape only (and the group), which the source key covers,
@@ -373,11 +404,14 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
 void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   size_t inputs = 0;
   check(api_, api_.KernelContext_GetInputCount(context, &inputs));
-  const OrtValue* values[3] = {nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < std::min<size_t>(inputs, 3); ++i) {
+  const OrtValue* values[4] = {nullptr, nullptr, nullptr, nullptr};
+  for (size_t i = 0; i < std::min<size_t>(inputs, 4); ++i) {
     check(api_, api_.KernelContext_GetInput(context, i, &values[i]));
   }
   if (!values[0] || !values[1]) throw OpError("inputs 'X' and 'G' are required");
+  // This execution's index c (read noise), counted whatever happens below.
+  const uint64_t execution = executions_.fetch_add(1, std::memory_order_relaxed);
+  const double time = drift_time(attrs_, values[3] ? time_input(api_, values[3]) : nullptr);
   const TensorView x = tensor_view(api_, values[0]);
   const TensorView g = tensor_view(api_, values[1]);
   TensorView bias;
@@ -397,7 +431,11 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
   // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
   const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
-  const auto packed = packed_for(g_data, g.shape, plan, engine);
+  const auto packed = packed_for(g_data, g.shape, plan, engine, time);
+  ReadNoise noise;
+  noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
+  noise.key = static_cast<uint64_t>(attrs_.noise_seed);
+  noise.execution = execution;
   float* y = static_cast<float*>(y_data);
   const float* x_data = tensor_data(api_, values[0]);
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
@@ -414,7 +452,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
       return;
     }
     case Engine::Blas:
-      run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner);
+      run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
       return;
   }
 }

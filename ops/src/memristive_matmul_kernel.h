@@ -49,6 +49,8 @@ class MemristiveMatMulKernel {
     std::vector<float> weights;  // [N, K]: (weight_scale * D)^T, an ONNX Conv weight (ideal conv)
     std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
     TileGeometry geometry;       // of `batched`
+    double time = 0.0;           // the drift time the matrices were packed for
+    std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise)
   };
 
   void create_native_ops(const OrtKernelInfo* info);
@@ -56,7 +58,7 @@ class MemristiveMatMulKernel {
   const NativeOp* conv_op_for(const ConvPads& pads);
   void compute_or_throw(OrtKernelContext* context);
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
-                                           const LayerPlan& plan, Engine engine);
+                                           const LayerPlan& plan, Engine engine, double time);
   void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
                         const OrtValue* x, const OrtValue* bias, float* y);
   std::string where() const;
@@ -79,6 +81,8 @@ class MemristiveMatMulKernel {
   OrtKernelInfo* info_copy_ = nullptr;
   std::map<ConvPads, std::unique_ptr<NativeOp>> conv_ops_;
   std::atomic<bool> conv_failed_{false};  // written under mutex_, read without it
+  // Executions of this node so far: the counter word c of the read-noise stream.
+  std::atomic<uint64_t> executions_{0};
   std::string conv_error_;    // guarded by mutex_
 };
 

@@ -68,6 +68,12 @@ int read_bits(const AttributeSource& src, const char* name) {
   return static_cast<int>(b);
 }
 
+int64_t seed(const AttributeSource& src, const char* name) {
+  const int64_t v = read_int(src, name).value_or(0);
+  if (v < 0) fail(quoted(name) + " must be >= 0, got " + std::to_string(v));
+  return v;
+}
+
 std::vector<int64_t> conv_list(const AttributeSource& src, const char* name, size_t count,
                                int64_t fallback, int64_t minimum) {
   auto values = read_ints(src, name).value_or(std::vector<int64_t>(count, fallback));
@@ -121,6 +127,23 @@ OpAttributes parse_attributes(const AttributeSource& src) {
     fail("attribute 'quantization' must be \"linear\" (the only quantizer of version 1), got \"" +
          quantization + "\"");
   }
+
+  a.iv_a = finite_float(src, "iv_a", 0.0f);
+  a.iv_b = finite_float(src, "iv_b", 0.0f);
+  if (a.iv_b < 0.0f) fail("attribute 'iv_b' must be >= 0, got " + float_text(a.iv_b));
+  if (a.iv_b > 0.0f && !(a.iv_a > 0.0f)) {
+    fail("attribute 'iv_a' must be > 0 when iv_b > 0, got " + float_text(a.iv_a));
+  }
+  a.read_noise_std = finite_float(src, "read_noise_std", 0.0f);
+  if (a.read_noise_std < 0.0f) fail("attribute 'read_noise_std' must be >= 0, got " + float_text(a.read_noise_std));
+  a.noise_seed = seed(src, "noise_seed");
+  a.drift_nu = finite_float(src, "drift_nu", 0.0f);
+  if (a.drift_nu < 0.0f) fail("attribute 'drift_nu' must be >= 0, got " + float_text(a.drift_nu));
+  a.drift_nu_std = finite_float(src, "drift_nu_std", 0.0f);
+  if (a.drift_nu_std < 0.0f) fail("attribute 'drift_nu_std' must be >= 0, got " + float_text(a.drift_nu_std));
+  a.drift_t0 = finite_float(src, "drift_t0", 1.0f);
+  if (!(a.drift_t0 > 0.0f)) fail("attribute 'drift_t0' must be > 0, got " + float_text(a.drift_t0));
+  a.drift_seed = seed(src, "drift_seed");
 
   const auto kernel = read_ints(src, "kernel_shape");
   if (!kernel) {

@@ -23,6 +23,13 @@ struct OpAttributes {
   int adc_bits = 0;
   float adc_overflow_rate = 0.0f;
 
+  // Run-time non-idealities (runtime_effects.h).
+  float iv_a = 0.0f, iv_b = 0.0f;  // f(v) = iv_a sinh(iv_b v); iv_b = 0: f(v) = v
+  float read_noise_std = 0.0f;
+  int64_t noise_seed = 0;
+  float drift_nu = 0.0f, drift_nu_std = 0.0f, drift_t0 = 1.0f;
+  int64_t drift_seed = 0;
+
   bool conv = false;  // kernel_shape present
   std::vector<int64_t> kernel_shape;
   std::vector<int64_t> strides;    // n values (defaults filled in)
@@ -34,9 +41,17 @@ struct OpAttributes {
   // Without ADC the tile reads are summed exactly, so tiling does not change the result and the
   // whole layer is one GEMM against weight_scale * D (after the DAC, if any).
   bool uses_adc() const { return adc_bits > 0; }
-  // The input vectors need a pass of their own only if it changes them: a DAC, or a fixed input
-  // range that clamps. With input_range = 0, x / max|x| * max|x| is x.
-  bool encodes_input() const { return dac_bits > 0 || input_range > 0.0f; }
+  // The input vectors need a pass of their own only if it changes them: a DAC, a fixed input
+  // range that clamps, or the I-V nonlinearity. With input_range = 0, x / max|x| * max|x| is x.
+  // Read noise needs the voltages too (its variance is a product of f(v)^2), so it counts here:
+  // with it or the nonlinearity, the layer is never one product of X with W.
+  bool encodes_input() const {
+    return dac_bits > 0 || input_range > 0.0f || nonlinear_iv() || read_noise();
+  }
+  bool nonlinear_iv() const { return iv_b > 0.0f; }
+  bool read_noise() const { return read_noise_std > 0.0f; }
+  // Each row tile's currents are formed separately (ADC per read, or noise per read).
+  bool reads_tiles() const { return uses_adc() || read_noise(); }
 };
 
 // Read access to a node's attributes, so parsing can be tested without onnxruntime. Each getter

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "runtime_effects.h"
 #include "simd_dispatch.h"
 
 #if defined(__SSE2__)
@@ -231,6 +232,22 @@ void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_
   }
 }
 
+// The I-V transform of encoded columns; `scratch` holds 2 * count floats.
+static void iv_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc, EncodeTarget target,
+                const float* scale, float* scratch) {
+  if (target == EncodeTarget::Voltages) {
+    for (int64_t k = 0; k < K; ++k) iv_apply(col + k * ldc, count, enc.iv_a, enc.iv_b, 1.0f, 1.0f);
+    return;
+  }
+  float* pre = scratch;
+  float* post = scratch + count;
+  for (int64_t p = 0; p < count; ++p) {
+    pre[p] = scale[p] > 0.0f ? enc.v_max / scale[p] : 0.0f;
+    post[p] = scale[p] / enc.v_max;
+  }
+  for (int64_t k = 0; k < K; ++k) iv_apply_each(col + k * ldc, count, enc.iv_a, enc.iv_b, pre, post);
+}
+
 MEMCC_SIMD_CLONES
 void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const InputEncoding& enc,
                  EncodeTarget target, float* out, int64_t ld_out, float* scale) {
@@ -261,6 +278,16 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
       encode_vector<true, false>(xi, K, inv_s, levels, mult, oi);
     }
   }
+  if (enc.iv_b > 0.0f) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const float s = scale[i];
+      if (target == EncodeTarget::Voltages) {
+        iv_apply(out + i * ld_out, K, enc.iv_a, enc.iv_b, 1.0f, 1.0f);
+      } else if (s > 0.0f) {
+        iv_apply(out + i * ld_out, K, enc.iv_a, enc.iv_b, enc.v_max / s, s / enc.v_max);
+      }
+    }
+  }
 }
 
 MEMCC_SIMD_CLONES
@@ -285,7 +312,9 @@ void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const Inp
         for (int64_t p = 0; p < count; ++p) row[p] = clampf(row[p], -s, s);
       }
     }
-    return;  // with s = max |x| nothing changes
+    // With s = max |x| nothing changes.
+    if (enc.iv_b > 0.0f) iv_columns(col, ldc, K, count, enc, target, scale, scratch);
+    return;
   }
   // A zero vector has s = 0 and only zeros: inv_s = 0 keeps them 0 without a branch.
   float* inv_s = scratch;
@@ -306,6 +335,7 @@ void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const Inp
       encode_column_row<true, false>(row, count, inv_s, mult, levels);
     }
   }
+  if (enc.iv_b > 0.0f) iv_columns(col, ldc, K, count, enc, target, scale, scratch);
 }
 
 }  // namespace memcc

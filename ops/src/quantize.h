@@ -40,6 +40,9 @@ struct InputEncoding {
   float input_range = 0.0f;  // 0: per-vector max |x|
   int dac_bits = 0;
   float v_max = 0.3f;
+  // I-V nonlinearity (iv_b > 0): the encoded voltages become f(v) = iv_a sinh(iv_b v), which is
+  // what the crossbar multiplies (the Rescaled target gets f(v) s / V_max).
+  float iv_a = 0.0f, iv_b = 0.0f;
 };
 
 // What an encoded entry holds:

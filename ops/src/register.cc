@@ -45,10 +45,10 @@ const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionP
 ONNXTensorElementDataType ORT_API_CALL float_type(const OrtCustomOp*, size_t) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
-size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 3; }   // X, G, Bias
+size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 4; }   // X, G, Bias, T
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }  // Y
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp*, size_t index) {
-  return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
 }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL output_kind(const OrtCustomOp*, size_t) {
   return INPUT_OUTPUT_REQUIRED;

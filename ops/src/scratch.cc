@@ -6,7 +6,7 @@
 namespace memcc {
 
 float* thread_scratch(ScratchSlot slot, size_t count) {
-  thread_local std::vector<float> buffers[4];
+  thread_local std::vector<float> buffers[kScratchSlots];
   std::vector<float>& b = buffers[static_cast<int>(slot)];
   if (b.size() < count) {
     // Grow geometrically so that a slowly increasing demand does not reallocate every call.

@@ -1,0 +1,50 @@
+// The run-time non-idealities of docs/op-spec.md that the op computes itself: the I-V
+// nonlinearity f(v) of the encoded voltages, drift of the conductances with the time since
+// programming (applied when the conductances are packed), and the read-noise variances and the
+// Gaussian term they scale (added to every tile read before the ADC).
+#pragma once
+
+#include <cstdint>
+
+#include "op_attributes.h"
+
+namespace memcc {
+
+// ---- I-V nonlinearity: f(v) = a sinh(b v) ---------------------------------------------------
+
+// x[i] := post * f(pre * x[i]) for i < n (pre = post = 1: the voltages themselves).
+void iv_apply(float* x, int64_t n, float a, float b, float pre, float post);
+// x[i] := post[i] * f(pre[i] * x[i]): one factor pair per input vector (im2col columns).
+void iv_apply_each(float* x, int64_t n, float a, float b, const float* pre, const float* post);
+
+// ---- Drift ------------------------------------------------------------------------------------
+
+// Whether the attributes ask for drift at all (drift_nu or drift_nu_std > 0).
+bool drift_enabled(const OpAttributes& a);
+// The time the spec uses: T when given, else drift_t0. Throws OpError unless finite and >= 0.
+double drift_time(const OpAttributes& a, const float* t_value);
+// out := G' = G tau^(-nu) for every device of G [S, K, N] at time t (out may equal G).
+void drift_conductances(const OpAttributes& a, const float* G, int64_t S, int64_t K, int64_t N, double t,
+                        float* out);
+
+// ---- Read noise -------------------------------------------------------------------------------
+
+// out[k * N + n] := sigma^2 * sum_s G'[s, k, n]^2, the per-device variance of the read current
+// per volt^2 (the reference column of S = 1 adds none).
+void noise_variance(const float* G, int64_t S, int64_t K, int64_t N, float sigma, float* out);
+
+// What run_layer needs for read noise: the variance matrix (as noise_variance writes it, [K, N])
+// and the stream: key noise_seed, c = the node's execution count.
+struct ReadNoise {
+  const float* variance = nullptr;
+  uint64_t key = 0;
+  uint64_t execution = 0;
+};
+
+// Adds the noise term to m reads of nc columns (currents[i * nc + j], i < m): variance[i * nc + j]
+// is sum_k f(v_k)^2 sigma^2 sum_s G'^2 of that read, and the normal is
+// normal(key; c, q0 + i, r, j0 + j). `z` holds nc floats.
+void add_read_noise(float* currents, const float* variance, int64_t m, int64_t nc, uint64_t key,
+                    uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z);
+
+}  // namespace memcc
