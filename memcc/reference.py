@@ -7,6 +7,9 @@ computes in float64 and returns float32. Public pieces:
 - `linear_quantize(values, bits, overflow_rate=0.0)`: the spec's `Quant`, over one read.
 - `conv_geometry(spatial_shape, kernel_shape, ...)`: output sizes and pads of conv mode.
 - `validate_attributes(attributes)`: the attribute constraints, with defaults filled in.
+- `philox4x32_10(counter, key)` and `counter_normal(key, c0, c1, c2, c3)`: the spec's
+  counter-based normal (read noise, drift exponents), vectorised over counters.
+- `drifted_conductances(G, t, **attributes)`: G' of the spec's "Drift (retention)".
 - `MemristiveMatMul` (alias `MemristiveMatMulOp`): an `onnx.reference` operator so that
   `onnx.reference.ReferenceEvaluator(model, new_ops=[MemristiveMatMul])` runs compiled models
   without memcc's C++ library.
@@ -38,6 +41,14 @@ ATTRIBUTE_DEFAULTS = {
     "adc_bits": 0,
     "adc_overflow_rate": 0.0,
     "quantization": "linear",
+    "iv_a": 0.0,
+    "iv_b": 0.0,
+    "read_noise_std": 0.0,
+    "noise_seed": 0,
+    "drift_nu": 0.0,
+    "drift_nu_std": 0.0,
+    "drift_t0": 1.0,
+    "drift_seed": 0,
     "kernel_shape": None,
     "strides": None,
     "pads": None,
@@ -136,6 +147,25 @@ def validate_attributes(attributes: dict) -> dict:
             f"got {a['quantization']!r}"
         )
 
+    # Run-time non-idealities.
+    a["iv_a"] = _finite_float("iv_a", a["iv_a"])
+    a["iv_b"] = _finite_float("iv_b", a["iv_b"])
+    if a["iv_b"] < 0:
+        raise ValueError(f"attribute 'iv_b' must be >= 0, got {a['iv_b']}")
+    if a["iv_b"] > 0 and not a["iv_a"] > 0:
+        raise ValueError(f"attribute 'iv_a' must be > 0 when iv_b > 0, got {a['iv_a']}")
+    for name in ("read_noise_std", "drift_nu", "drift_nu_std"):
+        a[name] = _finite_float(name, a[name])
+        if a[name] < 0:
+            raise ValueError(f"attribute {name!r} must be >= 0, got {a[name]}")
+    a["drift_t0"] = _finite_float("drift_t0", a["drift_t0"])
+    if not a["drift_t0"] > 0:
+        raise ValueError(f"attribute 'drift_t0' must be > 0, got {a['drift_t0']}")
+    for name in ("noise_seed", "drift_seed"):
+        a[name] = _int(name, a[name])
+        if a[name] < 0:
+            raise ValueError(f"attribute {name!r} must be >= 0, got {a[name]}")
+
     if a["kernel_shape"] is None:
         present = [k for k in _CONV_ONLY if k in attributes and attributes[k] is not None]
         if present:
@@ -171,6 +201,97 @@ def validate_attributes(attributes: dict) -> dict:
     if a["auto_pad"] != "NOTSET" and attributes.get("pads") is not None:
         raise ValueError(f"attribute 'pads' must be absent when auto_pad is {a['auto_pad']!r}")
     return a
+
+
+# --------------------------------------------------------------------------------------------
+# The counter-based normal (Philox4x32-10 + Box-Muller)
+# --------------------------------------------------------------------------------------------
+
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+_MASK32 = 0xFFFFFFFF
+
+
+def philox4x32_10(counter, key) -> np.ndarray:
+    """Philox4x32-10 of `counter` (array [..., 4] of 32-bit words) under `key` (two 32-bit words).
+
+    Vectorised over the leading axes; uint32 words, 64-bit products. Returns uint32 [..., 4].
+    """
+    ctr = np.asarray(counter, dtype=np.uint64) & np.uint64(_MASK32)
+    if ctr.shape[-1:] != (4,):
+        raise ValueError(f"counter must have 4 words in its last axis, got shape {ctr.shape}")
+    x = [ctr[..., i] for i in range(4)]
+    k0, k1 = int(key[0]) & _MASK32, int(key[1]) & _MASK32
+    m0, m1, mask = np.uint64(_PHILOX_M[0]), np.uint64(_PHILOX_M[1]), np.uint64(_MASK32)
+    for _ in range(10):
+        p0 = x[0] * m0  # < 2^64: exact in uint64
+        p1 = x[2] * m1
+        hi0, lo0 = p0 >> np.uint64(32), p0 & mask
+        hi1, lo1 = p1 >> np.uint64(32), p1 & mask
+        x = [hi1 ^ x[1] ^ np.uint64(k0), lo1, hi0 ^ x[3] ^ np.uint64(k1), lo0]
+        k0 = (k0 + _PHILOX_W[0]) & _MASK32
+        k1 = (k1 + _PHILOX_W[1]) & _MASK32
+    return np.stack(x, axis=-1).astype(np.uint32)
+
+
+def counter_normal(key: int, c0, c1, c2, c3) -> np.ndarray:
+    """The spec's `normal(key; c0, c1, c2, c3)`, broadcast over array counters (float64).
+
+    Key split `(key mod 2^32, key div 2^32)`, counter words mod 2^32, Box-Muller on the first two
+    output words with u = (x + 0.5) / 2^32.
+    """
+    key = int(key)
+    words = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in (c0, c1, c2, c3)))
+    counter = np.stack([w.astype(np.uint64) & np.uint64(_MASK32) for w in words], axis=-1)
+    x = philox4x32_10(counter, (key & _MASK32, (key >> 32) & _MASK32))
+    u1 = (x[..., 0].astype(np.float64) + 0.5) / 2.0**32
+    u2 = (x[..., 1].astype(np.float64) + 0.5) / 2.0**32
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+# --------------------------------------------------------------------------------------------
+# Run-time non-idealities: drift and the I-V function
+# --------------------------------------------------------------------------------------------
+
+
+def _time(T, a: dict) -> float:
+    """t of the spec: T (scalar or [1], finite, >= 0) or drift_t0 when absent."""
+    if T is None:
+        return a["drift_t0"]
+    T = np.asarray(T, dtype=np.float64)
+    if T.size != 1 or T.ndim > 1:
+        raise ValueError(f"input 'T' must be a scalar or have shape [1], got {list(T.shape)}")
+    t = float(T.reshape(()))
+    if not (math.isfinite(t) and t >= 0):
+        raise ValueError(f"input 'T' (time since programming, s) must be finite and >= 0, got {t}")
+    return t
+
+
+def _drift(G: np.ndarray, t: float, a: dict) -> np.ndarray:
+    """G' = G tau^(-nu), nu = max(0, drift_nu + drift_nu_std z), z = normal(drift_seed; 0, s, k, n)."""
+    if a["drift_nu"] == 0 and a["drift_nu_std"] == 0:
+        return G
+    tau = max(t, a["drift_t0"]) / a["drift_t0"]
+    nu = np.full(G.shape, a["drift_nu"])
+    if a["drift_nu_std"] > 0:
+        s, k, n = np.indices(G.shape)
+        z = counter_normal(a["drift_seed"], 0, s, k, n)
+        nu = np.maximum(0.0, a["drift_nu"] + a["drift_nu_std"] * z)
+    return G * tau ** (-nu)
+
+
+def drifted_conductances(G, T=None, **attributes) -> np.ndarray:
+    """The drifted conductances G' [S, K, N] (float64) the op reads at time T (None: drift_t0)."""
+    a = validate_attributes({"weight_scale": 1.0, **attributes})
+    G = np.asarray(G, dtype=np.float64)
+    return _drift(G, _time(T, a), a)
+
+
+def _iv(v: np.ndarray, a: dict) -> np.ndarray:
+    """f(v) = iv_a sinh(iv_b v), or v itself when iv_b = 0."""
+    if a["iv_b"] > 0:
+        return a["iv_a"] * np.sinh(a["iv_b"] * v)
+    return v
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,8 +411,12 @@ def _im2col(X: np.ndarray, a: dict, out_shape, pad_begin, pad_end) -> np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-def _crossbar(x: np.ndarray, D: np.ndarray, a: dict) -> np.ndarray:
-    """Steps 1-8 (without the bias) for input vectors x [R, K] against D [K, N']: [R, N']."""
+def _crossbar(x: np.ndarray, D: np.ndarray, a: dict, noise: dict | None = None) -> np.ndarray:
+    """Steps 1-8 (without the bias) for input vectors x [R, K] against D [K, N']: [R, N'].
+
+    `noise` (read noise on): ``var`` [K, N'] = sigma^2 sum_s G'^2 of these columns, ``q`` [R] the
+    vectors' indices, ``j0`` the first column's index in G, ``key`` and ``c`` of the stream.
+    """
     R, K = x.shape
     n_cols = D.shape[1]
     if R == 0:
@@ -309,15 +434,21 @@ def _crossbar(x: np.ndarray, D: np.ndarray, a: dict) -> np.ndarray:
     if a["dac_bits"] > 0:
         L = 2.0 ** (a["dac_bits"] - 1) - 1
         u = np.round(u * L) / L
-    # 4. Voltages.
+    # 4. Voltages, and the I-V function the devices apply to them.
     v = u * a["max_input_voltage"]
+    fv = _iv(v, a)
     # 5.-7. Tile MACs, ADC per tile read, digital sum.
     tr = a["tile_shape"][0] or max(K, 1)
     tc = a["tile_shape"][1] or max(n_cols, 1)
     acc = np.zeros((R, n_cols))
     for r0 in range(0, max(K, 1), tr):
         rows = slice(r0, min(K, r0 + tr))
-        current = v[:, rows] @ D[rows, :]  # I_{r,j}, one row per input vector
+        current = fv[:, rows] @ D[rows, :]  # I_{r,j}, one row per input vector
+        if noise is not None:
+            var = (fv[:, rows] ** 2) @ noise["var"][rows, :]
+            cols_g = noise["j0"] + np.arange(n_cols)
+            z = counter_normal(noise["key"], noise["c"], noise["q"][:, None], r0 // tr, cols_g[None, :])
+            current = current + np.sqrt(var) * z
         if a["adc_bits"] > 0:
             for c0 in range(0, n_cols, tc):
                 cols = slice(c0, min(n_cols, c0 + tc))
@@ -331,12 +462,14 @@ def _crossbar(x: np.ndarray, D: np.ndarray, a: dict) -> np.ndarray:
     return y
 
 
-def memristive_matmul(X, G, bias=None, **attributes) -> np.ndarray:
+def memristive_matmul(X, G, bias=None, T=None, *, execution: int = 0, **attributes) -> np.ndarray:
     """Evaluate `ai.memcc::MemristiveMatMul` on NumPy arrays, as docs/op-spec.md defines it.
 
     X: activations ([..., K] in matmul mode, [B, C, D1..Dn] in conv mode); G: conductances
-    [S, K, N], S in {1, 2}; bias: [N] or None (an empty array also means "no bias").
-    Attributes are the spec's, by name. Returns float32. Raises ValueError.
+    [S, K, N], S in {1, 2}; bias: [N] or None (an empty array also means "no bias"); T: the
+    optional time since programming (s), scalar or [1]. `execution`: the read-noise counter c,
+    the number of earlier executions of the node. Attributes are the spec's, by name.
+    Returns float32. Raises ValueError.
     """
     a = validate_attributes(attributes)
     X = np.asarray(X, dtype=np.float64)
@@ -350,8 +483,15 @@ def memristive_matmul(X, G, bias=None, **attributes) -> np.ndarray:
             bias = None
         elif bias.shape != (N,):
             raise ValueError(f"input 'Bias' must have shape [{N}] (N of G), got {list(bias.shape)}")
-    # The effective differential conductance.
+    # Drift, then the effective differential conductance (the reference column does not drift).
+    G = _drift(G, _time(T, a), a)
     D = G[0] - G[1] if S == 2 else G[0] - a["g_ref"]
+    var = a["read_noise_std"] ** 2 * np.sum(G * G, axis=0) if a["read_noise_std"] > 0 else None
+
+    def noise_for(q, j0, j1):
+        if var is None:
+            return None
+        return {"var": var[:, j0:j1], "q": q, "j0": j0, "key": a["noise_seed"], "c": int(execution)}
 
     if a["kernel_shape"] is None:
         if X.ndim < 1:
@@ -360,7 +500,8 @@ def memristive_matmul(X, G, bias=None, **attributes) -> np.ndarray:
             raise ValueError(
                 f"matmul mode: last axis of 'X' ({X.shape[-1]}) must equal K = G.shape[1] ({K})"
             )
-        y = _crossbar(X.reshape(-1, K), D, a)
+        R = int(np.prod(X.shape[:-1]))
+        y = _crossbar(X.reshape(-1, K), D, a, noise_for(np.arange(R), 0, N))
         if bias is not None:
             y = y + bias
         return y.reshape(X.shape[:-1] + (N,)).astype(np.float32)
@@ -391,7 +532,10 @@ def memristive_matmul(X, G, bias=None, **attributes) -> np.ndarray:
     Y = np.zeros((B, N, P))
     for h in range(group):
         part = D[:, h * ng : (h + 1) * ng]
-        y = _crossbar(cols[:, h].reshape(B * P, K), part, a).reshape(B, P, ng)
+        # q = (b * group + h) * P + p_flat
+        q = ((np.arange(B)[:, None] * group + h) * P + np.arange(P)[None, :]).reshape(-1)
+        noise = noise_for(q, h * ng, (h + 1) * ng)
+        y = _crossbar(cols[:, h].reshape(B * P, K), part, a, noise).reshape(B, P, ng)
         Y[:, h * ng : (h + 1) * ng, :] = y.transpose(0, 2, 1)
     if bias is not None:
         Y += bias[None, :, None]
@@ -418,8 +562,12 @@ if OpRun is not None:
 
         op_domain = OP_DOMAIN
 
-        def _run(self, X, G, Bias=None, **attributes):
-            return (memristive_matmul(X, G, Bias, **attributes),)
+        def _run(self, X, G, Bias=None, T=None, **attributes):
+            # c of the read-noise stream: this node's earlier executions (the evaluator keeps
+            # one instance per node for its lifetime, like a session).
+            c = getattr(self, "_memcc_executions", 0)
+            self._memcc_executions = c + 1
+            return (memristive_matmul(X, G, Bias, T, execution=c, **attributes),)
 
     MemristiveMatMulOp = MemristiveMatMul
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "philox.h"
+
 namespace memcc_test {
 
 std::vector<double> naive_quant(const std::vector<double>& a, int bits, double q) {
@@ -49,9 +51,17 @@ double naive_patch_entry(const memcc::LayerPlan& p, const std::vector<float>& X,
 
 namespace {
 
+// Read noise of one vector: sigma^2 sum_s G'^2 ([K, N]), the vector's q and the counter c.
+struct NaiveNoise {
+  const std::vector<double>* var = nullptr;
+  int64_t q = 0;
+  uint64_t c = 0;
+};
+
 // Steps 1-8 without the bias, for one vector against columns [c_begin, c_begin + n) of D.
 std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector<double>& x,
-                                 const std::vector<double>& D, int64_t N, int64_t c_begin, int64_t n) {
+                                 const std::vector<double>& D, int64_t N, int64_t c_begin, int64_t n,
+                                 const NaiveNoise& noise) {
   const int64_t K = static_cast<int64_t>(x.size());
   std::vector<double> y(static_cast<size_t>(n), 0.0);
   double s = a.input_range;
@@ -68,6 +78,7 @@ std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector
       u = std::nearbyint(u * L) / L;
     }
     v[k] = u * a.max_input_voltage;
+    if (a.iv_b > 0) v[k] = a.iv_a * std::sinh(double(a.iv_b) * v[k]);  // f(v)
   }
   const int64_t tr = a.tile_rows > 0 ? a.tile_rows : std::max<int64_t>(K, 1);
   const int64_t tc = a.tile_cols > 0 ? a.tile_cols : std::max<int64_t>(n, 1);
@@ -76,6 +87,13 @@ std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector
     std::vector<double> I(static_cast<size_t>(n), 0.0);
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t k = r0; k < std::min(K, r0 + tr); ++k) I[j] += v[k] * D[k * N + c_begin + j];
+      if (noise.var) {
+        double var = 0;
+        for (int64_t k = r0; k < std::min(K, r0 + tr); ++k) var += v[k] * v[k] * (*noise.var)[k * N + c_begin + j];
+        const double z = memcc::philox::normal(static_cast<uint64_t>(a.noise_seed), uint32_t(noise.c),
+                                               uint32_t(noise.q), uint32_t(r0 / tr), uint32_t(c_begin + j));
+        I[j] += std::sqrt(var) * z;
+      }
     }
     if (a.adc_bits > 0) {
       for (int64_t c0 = 0; c0 < n; c0 += tc) {
@@ -92,21 +110,47 @@ std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector
 
 }  // namespace
 
-std::vector<float> naive_layer(const memcc::OpAttributes& a, const memcc::LayerPlan& p,
-                               const std::vector<float>& X, const std::vector<float>& G,
-                               const float* bias) {
-  const int64_t K = p.K, N = p.N;
-  std::vector<double> D(static_cast<size_t>(K * N));
-  for (int64_t i = 0; i < K * N; ++i) {
-    D[i] = p.S == 2 ? double(G[i]) - double(G[K * N + i]) : double(G[i]) - double(a.g_ref);
+std::vector<double> naive_drift(const memcc::OpAttributes& a, const std::vector<float>& G, int64_t S, int64_t K,
+                                int64_t N, double time) {
+  const double t = time < 0 ? a.drift_t0 : time;
+  const double tau = std::max(t, double(a.drift_t0)) / a.drift_t0;
+  std::vector<double> out(G.begin(), G.end());
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t n = 0; n < N; ++n) {
+        double nu = a.drift_nu;
+        if (a.drift_nu_std > 0) {
+          nu += a.drift_nu_std * memcc::philox::normal(static_cast<uint64_t>(a.drift_seed), 0, uint32_t(s),
+                                                       uint32_t(k), uint32_t(n));
+        }
+        out[(s * K + k) * N + n] *= std::pow(tau, -std::max(0.0, nu));
+      }
+    }
   }
+  return out;
+}
+
+std::vector<float> naive_layer(const memcc::OpAttributes& a, const memcc::LayerPlan& p,
+                               const std::vector<float>& X, const std::vector<float>& G_in,
+                               const float* bias, uint64_t execution, double time) {
+  const int64_t K = p.K, N = p.N;
+  const std::vector<double> G = naive_drift(a, G_in, p.S, K, N, time);
+  std::vector<double> D(static_cast<size_t>(K * N)), var(static_cast<size_t>(K * N));
+  for (int64_t i = 0; i < K * N; ++i) {
+    D[i] = p.S == 2 ? G[i] - G[K * N + i] : G[i] - double(a.g_ref);
+    var[i] = double(a.read_noise_std) * a.read_noise_std * (G[i] * G[i] + (p.S == 2 ? G[K * N + i] * G[K * N + i] : 0.0));
+  }
+  NaiveNoise noise;
+  noise.var = a.read_noise_std > 0 ? &var : nullptr;
+  noise.c = execution;
   int64_t total = 1;
   for (int64_t d : p.y_shape) total *= d;
   std::vector<float> Y(static_cast<size_t>(total));
   if (!a.conv) {
     for (int64_t r = 0; r < p.rows; ++r) {
       std::vector<double> x(X.begin() + r * K, X.begin() + (r + 1) * K);
-      const auto y = naive_vector(a, x, D, N, 0, N);
+      noise.q = r;
+      const auto y = naive_vector(a, x, D, N, 0, N, noise);
       for (int64_t j = 0; j < N; ++j) Y[r * N + j] = static_cast<float>(y[j] + (bias ? bias[j] : 0.0));
     }
     return Y;
@@ -117,7 +161,8 @@ std::vector<float> naive_layer(const memcc::OpAttributes& a, const memcc::LayerP
       for (int64_t pos = 0; pos < P; ++pos) {
         std::vector<double> x(static_cast<size_t>(K));
         for (int64_t k = 0; k < K; ++k) x[k] = naive_patch_entry(p, X, b, h, pos, k);
-        const auto y = naive_vector(a, x, D, N, h * Ng, Ng);
+        noise.q = (b * p.group + h) * P + pos;
+        const auto y = naive_vector(a, x, D, N, h * Ng, Ng, noise);
         for (int64_t j = 0; j < Ng; ++j) {
           const int64_t n = h * Ng + j;
           Y[(b * N + n) * P + pos] = static_cast<float>(y[j] + (bias ? bias[n] : 0.0));
