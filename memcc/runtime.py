@@ -178,9 +178,11 @@ def prepare_inputs(sess, inputs: Union[np.ndarray, Mapping[str, np.ndarray]]) ->
     """Match `inputs` to the session's inputs by name (or the only input), casting dtypes."""
     declared = sess.get_inputs()
     names = [i.name for i in declared]
+    # Inputs with a default (e.g. the drift non-ideality's memcc_time_s) may be given by name.
+    optional = list(getattr(sess, "get_overridable_initializers", lambda: [])())
     if isinstance(inputs, Mapping):
         feed = dict(inputs)
-        unknown = [k for k in feed if k not in names]
+        unknown = [k for k in feed if k not in names and k not in {o.name for o in optional}]
         if unknown:
             raise ConfigError(
                 f"the model has no input named {unknown[0]!r}; its inputs are: {', '.join(names)}"
@@ -195,7 +197,7 @@ def prepare_inputs(sess, inputs: Union[np.ndarray, Mapping[str, np.ndarray]]) ->
             )
         feed = {names[0]: inputs}
     out = {}
-    for info in declared:
+    for info in declared + [o for o in optional if isinstance(inputs, Mapping) and o.name in feed]:
         value = np.asarray(feed[info.name])
         want = _ORT_TO_NUMPY.get(info.type)
         if want is not None and value.dtype != want:

@@ -11,7 +11,15 @@ name               class               parameters (defaults)
                                        unformed_factor 0.1, seed (None: the compile seed)
 ``endurance``      `Endurance`         cycles 0, threshold 1e4, a_on 0.1217, a_off -0.1586,
                                        count_programming true
+``read_noise``     `ReadNoise`         std 0.05, seed (None: the compile seed)   [run time]
+``nonlinear``      `NonlinearIV`       (none: the device model's I-V curve)      [run time]
+``drift``          `Drift`             nu 0.05, nu_std 0, t0 1 (s), t (default   [run time]
+                                       time, None: t0), seed (None: compile seed)
 =================  ==================  ===================================================
+
+The ``[run time]`` ones change no conductance: they set attributes that the op evaluates at
+every read (`runtime_base`; docs/op-spec.md), and ``drift`` adds the model input
+``memcc_time_s`` (seconds since programming, with a default) wired to every layer.
 
 Device-to-device variability is not a pass: it is the compile option `d2d_std` / distributions
 in `device_params`, sampled per device by `ProgramDevices`; the passes here see each device's
@@ -40,15 +48,23 @@ from .base import LayerDevicesView, NonidealityPass, check_keys, layer_view
 from .device_faults import DeviceFaults
 from .endurance import Endurance, degraded_window
 from .finite_states import FiniteStates
+from .drift import TIME_INPUT, Drift
+from .nonlinear_iv import NonlinearIV, iv_coefficients
+from .read_noise import ReadNoise
+from .runtime_base import RuntimeNonideality, stream_key
 
 #: name → class of the non-idealities `nonideality()` and the text specs know
 NONIDEALITIES: dict[str, type[NonidealityPass]] = {
     "finite_states": FiniteStates,
     "faults": DeviceFaults,
     "endurance": Endurance,
+    "read_noise": ReadNoise,
+    "nonlinear": NonlinearIV,
+    "drift": Drift,
 }
 #: other accepted spellings of the names
-NAME_ALIASES = {"device_faults": "faults", "finite_conductance_states": "finite_states", "states": "finite_states"}
+NAME_ALIASES = {"device_faults": "faults", "finite_conductance_states": "finite_states", "states": "finite_states",
+                "noise": "read_noise", "nonlinearity": "nonlinear", "iv": "nonlinear", "retention": "drift"}
 
 #: the pass after which `with_nonidealities` inserts them
 INSERT_AFTER = "program_devices"
@@ -160,6 +176,7 @@ def with_nonidealities(pipeline, specs) -> Pipeline:
 __all__ = [
     "NonidealityPass", "LayerDevicesView", "layer_view",
     "FiniteStates", "DeviceFaults", "Endurance", "degraded_window",
+    "RuntimeNonideality", "ReadNoise", "NonlinearIV", "Drift", "TIME_INPUT", "iv_coefficients", "stream_key",
     "NONIDEALITIES", "register_nonideality", "list_nonidealities",
     "nonideality", "parse_spec", "make_nonideality", "make_nonidealities", "with_nonidealities",
 ]
