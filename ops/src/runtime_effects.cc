@@ -71,13 +71,13 @@ inline double sinh_vec(double x) {
 
 }  // namespace
 
-MEMCC_SIMD_CLONES
+MEMCC_SIMD_CLONES_WIDE
 void iv_apply(float* x, int64_t n, float a, float b, float pre, float post) {
   const double bp = static_cast<double>(b) * pre, ap = static_cast<double>(a) * post;
   for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(ap * sinh_vec(bp * x[i]));
 }
 
-MEMCC_SIMD_CLONES
+MEMCC_SIMD_CLONES_WIDE
 void iv_apply_each(float* x, int64_t n, float a, float b, const float* pre, const float* post) {
   for (int64_t i = 0; i < n; ++i) {
     x[i] = static_cast<float>(static_cast<double>(a) * post[i] * sinh_vec(static_cast<double>(b) * pre[i] * x[i]));
@@ -95,7 +95,7 @@ double drift_time(const OpAttributes& a, const float* t_value) {
   return t;
 }
 
-MEMCC_SIMD_CLONES
+MEMCC_SIMD_CLONES_WIDE
 static void scale_by_exp(const float* g, const float* z, int64_t n, double nu, double nu_std, double log_tau,
                          float* out) {
   for (int64_t i = 0; i < n; ++i) {
@@ -141,7 +141,7 @@ void noise_variance(const float* G, int64_t S, int64_t K, int64_t N, float sigma
   }
 }
 
-MEMCC_SIMD_CLONES
+MEMCC_SIMD_CLONES_WIDE
 static void add_scaled_noise(float* currents, const float* variance, const float* z, int64_t nc) {
   for (int64_t j = 0; j < nc; ++j) {
     const float v = variance[j] > 0.0f ? variance[j] : 0.0f;
