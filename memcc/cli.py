@@ -99,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model", help="model to run")
     r.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]FILE", help="input array (.npy or .npz)")
     r.add_argument("-o", "--output", help="save the outputs (.npy for one output, .npz for several)")
-    from memcc import cli_device
+    from memcc import cli_device, cli_sweep
 
     cli_device.add_parser(sub)
+    cli_sweep.add_parser(sub)
     return parser
 
 
@@ -372,7 +373,13 @@ def cmd_device(args: argparse.Namespace) -> int:
     return cli_device.cmd_device(args)
 
 
-COMMANDS = {"compile": cmd_compile, "info": cmd_info, "run": cmd_run, "device": cmd_device}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from memcc import cli_sweep
+
+    return cli_sweep.cmd_sweep(args)
+
+
+COMMANDS = {"compile": cmd_compile, "info": cmd_info, "run": cmd_run, "device": cmd_device, "sweep": cmd_sweep}
 
 
 def _error(message: str) -> int:
