@@ -163,6 +163,7 @@ MemristiveMatMulKernel::MemristiveMatMulKernel(const OrtApi& api, const OrtKerne
 }
 
 MemristiveMatMulKernel::~MemristiveMatMulKernel() {
+  nchwc_.reset();
   conv_ops_.clear();
   gemm_.reset();
   matmul_.reset();
@@ -181,6 +182,14 @@ bool engine_env_is(const char* value) {
 }
 bool native_disabled() { return engine_env_is("blas"); }
 bool native_required() { return engine_env_is("native"); }
+// MEMCC_OPS_NCHWC=0 keeps ideal convs on the plain Conv (comparisons, tests); =require makes an
+// ideal 2-D conv that cannot run on the NCHWc kernels an error (tests of that path).
+bool nchwc_env_is(const char* value) {
+  const char* v = std::getenv("MEMCC_OPS_NCHWC");
+  return v && std::strcmp(v, value) == 0;
+}
+bool nchwc_disabled() { return nchwc_env_is("0"); }
+bool nchwc_required() { return nchwc_env_is("require"); }
 
 // Opset versions to try, newest first: CreateOp needs one that a registered kernel covers.
 const std::vector<int> kGemmVersions = {13, 11, 9};
@@ -227,6 +236,9 @@ void MemristiveMatMulKernel::create_native_ops(const OrtKernelInfo* info) {
       ConvPads pads = attrs_.auto_pad == AutoPad::Valid ? ConvPads(attrs_.pads.size(), 0) : attrs_.pads;
       std::lock_guard<std::mutex> lock(mutex_);
       if (!conv_op_for(pads)) error = conv_error_;
+    }
+    if (info_copy_ && attrs_.kernel_shape.size() == 2 && !nchwc_disabled()) {
+      nchwc_.reset(new NchwcConv(api_, info_copy_, cpu_, attrs_));
     }
   }
   if (native_required()) {
@@ -280,7 +292,8 @@ MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPla
 }
 
 std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::packed_for(
-    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine) {
+    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine,
+    const NchwcPlan& nchwc) {
   const TileGeometry geometry = tile_geometry(attrs_, plan);
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
@@ -293,6 +306,12 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       p->weights.resize(p->matrix.size());
       for (int64_t k = 0; k < K; ++k) {
         for (int64_t n = 0; n < N; ++n) p->weights[static_cast<size_t>(n * K + k)] = p->matrix[k * N + n];
+      }
+      if (nchwc.applies()) {
+        const int64_t kernel_size = K / plan.patch.channels;
+        p->nchwc = nchwc;
+        p->nchwc_filter.resize(nchwc_filter_floats(nchwc, kernel_size));
+        pack_nchwc_filter(nchwc, p->weights.data(), kernel_size, p->nchwc_filter.data());
       }
     }
     if (engine == Engine::NativeBatched) {
@@ -308,6 +327,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   auto usable = [&](const Packed& p) {
     if (p.source != g || p.shape != g_shape) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
+    if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
     if (engine == Engine::NativeBatched) {
       // The geometry depends on G's shape only (and the group), which the source key covers,
       // unless the packing was made for another engine.
@@ -349,6 +369,15 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
                                                attrs_.dilations, attrs_.auto_pad);
   ConvPads pads = geo.pad_begin;
   pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
+  if (packed.nchwc.applies() && nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data,
+                                           pads, plan.y_shape, y)) {
+    return;
+  }
+  if (nchwc_required()) {
+    throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
+                  (nchwc_ && !nchwc_->error().empty() ? ": " + nchwc_->error()
+                                                       : std::string(" (no NCHWc variant for these channels)")));
+  }
   const NativeOp* conv = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -397,7 +426,9 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
   // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
   const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
-  const auto packed = packed_for(g_data, g.shape, plan, engine);
+  NchwcPlan nchwc;
+  if (engine == Engine::NativeIdeal && nchwc_) nchwc = nchwc_->plan(context, plan.channels, plan.N);
+  const auto packed = packed_for(g_data, g.shape, plan, engine, nchwc);
   float* y = static_cast<float*>(y_data);
   const float* x_data = tensor_data(api_, values[0]);
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;

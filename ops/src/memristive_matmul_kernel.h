@@ -15,6 +15,7 @@
 
 #include "batched_layer.h"
 #include "layer_plan.h"
+#include "nchwc_conv.h"
 #include "op_attributes.h"
 #include "ort_native.h"
 
@@ -49,6 +50,8 @@ class MemristiveMatMulKernel {
     std::vector<float> weights;  // [N, K]: (weight_scale * D)^T, an ONNX Conv weight (ideal conv)
     std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
     TileGeometry geometry;       // of `batched`
+    NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
+    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
   };
 
   void create_native_ops(const OrtKernelInfo* info);
@@ -56,7 +59,7 @@ class MemristiveMatMulKernel {
   const NativeOp* conv_op_for(const ConvPads& pads);
   void compute_or_throw(OrtKernelContext* context);
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
-                                           const LayerPlan& plan, Engine engine);
+                                           const LayerPlan& plan, Engine engine, const NchwcPlan& nchwc);
   void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
                         const OrtValue* x, const OrtValue* bias, float* y);
   std::string where() const;
@@ -80,6 +83,8 @@ class MemristiveMatMulKernel {
   std::map<ConvPads, std::unique_ptr<NativeOp>> conv_ops_;
   std::atomic<bool> conv_failed_{false};  // written under mutex_, read without it
   std::string conv_error_;    // guarded by mutex_
+  // Ideal 2-D convs: onnxruntime's NCHWc kernels where they apply (nchwc_conv.h), else Conv.
+  std::unique_ptr<NchwcConv> nchwc_;
 };
 
 }  // namespace memcc

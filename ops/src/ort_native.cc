@@ -22,7 +22,7 @@ void check(const OrtApi& api, OrtStatus* status, const char* what) {
 std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInfo* info, const char* op_type,
                                            const std::vector<int>& versions,
                                            const std::vector<NativeAttr>& attrs, int inputs, int outputs,
-                                           std::string* error) {
+                                           std::string* error, const char* domain) {
   std::vector<OrtOpAttr*> made;
   auto release_attrs = [&] {
     for (OrtOpAttr* a : made) api.ReleaseOpAttr(a);
@@ -46,7 +46,7 @@ std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInf
   std::unique_ptr<NativeOp> result;
   for (int version : versions) {
     OrtOp* op = nullptr;
-    OrtStatus* status = api.CreateOp(info, op_type, "", version, type_names, type_values, 1,
+    OrtStatus* status = api.CreateOp(info, op_type, domain, version, type_names, type_values, 1,
                                      made.empty() ? nullptr : made.data(), static_cast<int>(made.size()),
                                      inputs, outputs, &op);
     if (!status) {

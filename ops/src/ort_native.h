@@ -29,10 +29,11 @@ class NativeOp {
  public:
   // Tries the opset versions in order (CreateOp wants a version a registered kernel covers);
   // nullptr, with the last error in *error, when none works (e.g. no standalone-op API).
+  // `domain`: "" for ONNX ops, e.g. "com.microsoft.nchwc" for onnxruntime's own.
   static std::unique_ptr<NativeOp> create(const OrtApi& api, const OrtKernelInfo* info, const char* op_type,
                                           const std::vector<int>& versions,
                                           const std::vector<NativeAttr>& attrs, int inputs, int outputs,
-                                          std::string* error);
+                                          std::string* error, const char* domain = "");
   ~NativeOp();
   NativeOp(const NativeOp&) = delete;
   NativeOp& operator=(const NativeOp&) = delete;
