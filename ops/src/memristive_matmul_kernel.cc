@@ -6,6 +6,7 @@
 #include <new>
 #include <thread>
 
+#include "activation.h"
 #include "batched_layer.h"
 #include "conv_geometry.h"
 #include "crossbar_mac.h"
@@ -345,7 +346,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   return packed_;
 }
 
-void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
+bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
                                               const Packed& packed, const OrtValue* x, const OrtValue* bias,
                                               float* y) {
   const int64_t K = plan.K, N = plan.N;
@@ -360,7 +361,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     const OrtValue* in[] = {a.get(), b.get(), c ? c->get() : nullptr};
     OrtValue* outs[] = {out.get()};
     gemm_->invoke(context, in, 3, outs, 1);  // an absent C as a null input
-    return;
+    return false;
   }
   // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
   const TensorView xv = tensor_view(api_, x);
@@ -371,7 +372,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
   if (packed.nchwc.applies() && nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data,
                                            pads, plan.y_shape, y)) {
-    return;
+    return true;
   }
   if (nchwc_required()) {
     throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
@@ -386,7 +387,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   if (!conv) {
     if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
     run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context));
-    return;
+    return false;
   }
   std::vector<int64_t> w_shape = {N, plan.patch.channels};
   w_shape.insert(w_shape.end(), attrs_.kernel_shape.begin(), attrs_.kernel_shape.end());
@@ -397,6 +398,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   const OrtValue* in[] = {x, w.get(), c ? c->get() : nullptr};
   OrtValue* outs[] = {out.get()};
   conv->invoke(context, in, 3, outs, 1);  // an absent B as a null input
+  return false;
 }
 
 void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
@@ -433,21 +435,23 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const float* x_data = tensor_data(api_, values[0]);
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
   const OrtTaskRunner runner(api_, context);
+  bool activated = false;
   switch (engine) {
     case Engine::NativeIdeal:
-      run_native_ideal(context, plan, *packed, values[0], values[2], y);
-      return;
+      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y);
+      break;
     case Engine::NativeBatched: {
       const TileGeometry& geo = packed->geometry;
       ContextScratch scratch(api_, context, cpu_, batched_scratch_floats(attrs_, plan, geo));
       run_layer_batched(attrs_, plan, geo, packed->batched.data(), x_data, bias_data, y, runner,
                         NativeBatchedGemm(api_, context, cpu_, *matmul_), scratch.data());
-      return;
+      break;
     }
     case Engine::Blas:
       run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner);
-      return;
+      break;
   }
+  if (!activated) apply_activation(attrs_.activation, y, y_count, runner);
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {

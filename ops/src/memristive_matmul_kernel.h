@@ -60,7 +60,8 @@ class MemristiveMatMulKernel {
   void compute_or_throw(OrtKernelContext* context);
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
                                            const LayerPlan& plan, Engine engine, const NchwcPlan& nchwc);
-  void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
+  // True when the activation attribute has been applied too.
+  bool run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
                         const OrtValue* x, const OrtValue* bias, float* y);
   std::string where() const;
 

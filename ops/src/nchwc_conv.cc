@@ -93,11 +93,13 @@ std::shared_ptr<const NativeOp> NchwcConv::conv_for(const std::vector<int64_t>& 
   auto it = convs_.find(key);
   if (it != convs_.end()) return it->second;
   if (std::find(failed_convs_.begin(), failed_convs_.end(), key) != failed_convs_.end()) return nullptr;
-  const std::vector<NativeAttr> attrs = {
+  std::vector<NativeAttr> attrs = {
       {"kernel_shape", attrs_.kernel_shape, K::Ints, 0.0f}, {"strides", attrs_.strides, K::Ints, 0.0f},
       {"dilations", attrs_.dilations, K::Ints, 0.0f},       {"pads", pads, K::Ints, 0.0f},
       {"group", {group}, K::Int, 0.0f},
   };
+  // MLAS applies the activation to each output block while it is in registers.
+  if (attrs_.activation == Activation::Relu) attrs.push_back({"activation", {}, K::String, 0.0f, "Relu"});
   std::string error;
   auto op = NativeOp::create(api_, info_, "Conv", kNchwcVersions, attrs, 3, 1, &error, kNchwcDomain);
   if (!op) {

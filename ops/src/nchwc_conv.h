@@ -34,7 +34,8 @@ class NchwcConv {
   // fit. Never throws.
   NchwcPlan plan(OrtKernelContext* context, int64_t channels, int64_t out_channels);
 
-  // Y = conv(X) + bias with `filter` packed by pack_nchwc_filter for `plan`. `pads` are resolved
+  // Y = activation(conv(X) + bias) with `filter` packed by pack_nchwc_filter for `plan` (the
+  // node's activation attribute runs inside the conv kernel). `pads` are resolved
   // ([begin..., end...]). False, with nothing written, when onnxruntime refuses a kernel for
   // these pads (the caller runs the plain Conv); throws OpError when an invoked kernel fails.
   bool run(OrtKernelContext* context, const NchwcPlan& plan, const float* filter, const OrtValue* x,

@@ -122,6 +122,13 @@ OpAttributes parse_attributes(const AttributeSource& src) {
          quantization + "\"");
   }
 
+  const auto activation = read_string(src, "activation").value_or("NONE");
+  if (activation == "RELU") {
+    a.activation = Activation::Relu;
+  } else if (activation != "NONE") {
+    fail("attribute 'activation' must be one of NONE, RELU, got \"" + activation + "\"");
+  }
+
   const auto kernel = read_ints(src, "kernel_shape");
   if (!kernel) {
     // The spec marks these "conv mode only"; accepting them silently would hide a compiler bug.

@@ -30,10 +30,14 @@ std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInf
   for (const NativeAttr& a : attrs) {
     OrtOpAttr* attr = nullptr;
     OrtStatus* status =
-        a.kind == NativeAttr::Kind::Float
-            ? api.CreateOpAttr(a.name.c_str(), &a.value, 1, ORT_OP_ATTR_FLOAT, &attr)
-            : api.CreateOpAttr(a.name.c_str(), a.values.data(), static_cast<int>(a.values.size()),
-                               a.kind == NativeAttr::Kind::Ints ? ORT_OP_ATTR_INTS : ORT_OP_ATTR_INT, &attr);
+        a.kind == NativeAttr::Kind::Float    ? api.CreateOpAttr(a.name.c_str(), &a.value, 1, ORT_OP_ATTR_FLOAT, &attr)
+        : a.kind == NativeAttr::Kind::String ? api.CreateOpAttr(a.name.c_str(), a.text.c_str(),
+                                                                static_cast<int>(a.text.size()), ORT_OP_ATTR_STRING, &attr)
+                                             : api.CreateOpAttr(a.name.c_str(), a.values.data(),
+                                                                static_cast<int>(a.values.size()),
+                                                                a.kind == NativeAttr::Kind::Ints ? ORT_OP_ATTR_INTS
+                                                                                                 : ORT_OP_ATTR_INT,
+                                                                &attr);
     if (status) {
       *error = take_message(api, status);
       release_attrs();

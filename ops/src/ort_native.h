@@ -14,14 +14,14 @@
 
 namespace memcc {
 
-// One attribute of a native op: an int, a list of ints or a float (all that Gemm, MatMul and
-// Conv need). Standalone ops get no schema defaults: every attribute a kernel reads must be given.
+// One attribute of a native op: an int, a list of ints, a float or a string. Standalone ops get no schema defaults: every attribute a kernel reads must be given.
 struct NativeAttr {
-  enum class Kind { Ints, Int, Float };
+  enum class Kind { Ints, Int, Float, String };
   std::string name;
   std::vector<int64_t> values;
   Kind kind = Kind::Ints;
   float value = 0.0f;
+  std::string text = {};  // Kind::String
 };
 
 // An onnxruntime kernel for float tensors ("T" = float), created once and invoked per call.
