@@ -29,6 +29,7 @@ OP_TYPE = "MemristiveMatMul"
 
 AUTO_PAD_VALUES = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 QUANTIZATION_VALUES = ("linear",)
+ACTIVATION_VALUES = ("NONE", "RELU")
 
 #: The attributes of the op and their defaults (None: required or "absent").
 ATTRIBUTE_DEFAULTS = {
@@ -55,6 +56,7 @@ ATTRIBUTE_DEFAULTS = {
     "dilations": None,
     "group": 1,
     "auto_pad": "NOTSET",
+    "activation": "NONE",
 }
 
 _CONV_ONLY = ("strides", "pads", "dilations", "group", "auto_pad")
@@ -145,6 +147,11 @@ def validate_attributes(attributes: dict) -> dict:
         raise ValueError(
             f"attribute 'quantization' must be one of {list(QUANTIZATION_VALUES)}, "
             f"got {a['quantization']!r}"
+        )
+    a["activation"] = _string("activation", a["activation"])
+    if a["activation"] not in ACTIVATION_VALUES:
+        raise ValueError(
+            f"attribute 'activation' must be one of {list(ACTIVATION_VALUES)}, got {a['activation']!r}"
         )
 
     # Run-time non-idealities.
@@ -504,7 +511,7 @@ def memristive_matmul(X, G, bias=None, T=None, *, execution: int = 0, **attribut
         y = _crossbar(X.reshape(-1, K), D, a, noise_for(np.arange(R), 0, N))
         if bias is not None:
             y = y + bias
-        return y.reshape(X.shape[:-1] + (N,)).astype(np.float32)
+        return _activation(y, a).reshape(X.shape[:-1] + (N,)).astype(np.float32)
 
     ks = a["kernel_shape"]
     n = len(ks)
@@ -539,7 +546,14 @@ def memristive_matmul(X, G, bias=None, T=None, *, execution: int = 0, **attribut
         Y[:, h * ng : (h + 1) * ng, :] = y.transpose(0, 2, 1)
     if bias is not None:
         Y += bias[None, :, None]
-    return Y.reshape((B, N) + tuple(out_shape)).astype(np.float32)
+    return _activation(Y, a).reshape((B, N) + tuple(out_shape)).astype(np.float32)
+
+
+def _activation(y: np.ndarray, a: dict) -> np.ndarray:
+    """Step 9: the digital activation after the bias (NaN stays NaN)."""
+    if a["activation"] == "RELU":
+        return np.maximum(y, 0.0)
+    return y
 
 
 # --------------------------------------------------------------------------------------------

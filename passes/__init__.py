@@ -11,8 +11,9 @@ Each pass does one job on a `CompileContext`; `default_passes()` is the standard
 7. `ProgramDevices`       targets   → conductances the simulated devices reach (per-device
                           sampled parameters; naive pulse programming or set-to-target)
 8. `CrossbarAttributes`   tile_shape, voltages, DAC/ADC attributes
-9. `Cleanup`              unused initializers removed, report ordered
-10. `Check`               onnx.checker on the result
+9. `FuseActivation`       a Relu that alone reads a layer's output → the node's `activation`
+10. `Cleanup`             unused initializers removed, report ordered
+11. `Check`               onnx.checker on the result
 
 Non-idealities of the programmed chip (`memcc.passes.nonidealities`: `FiniteStates`,
 `DeviceFaults`, `Endurance`) are passes too, off by default: `memcc.compile(...,
@@ -43,6 +44,7 @@ from .base import (
 from .cleanup import Check, Cleanup
 from .crossbar_attributes import CrossbarAttributes
 from .fold_batchnorm import FoldBatchNorm
+from .fuse_activation import FuseActivation
 from .map_weights import MapWeights
 from .nonidealities import (
     DeviceFaults,
@@ -74,6 +76,7 @@ def default_passes() -> list[Pass]:
         MapWeights(),
         ProgramDevices(),
         CrossbarAttributes(),
+        FuseActivation(),
         Cleanup(),
         Check(),
     ]
@@ -84,7 +87,7 @@ __all__ = [
     "CompileContext", "CompileOptions", "CompileReport", "MappedLayer", "SkippedNode",
     "Pass", "FunctionPass", "RewritePass", "Pipeline", "default_passes",
     "Normalize", "FoldBatchNorm", "RewriteGemm", "RewriteMatMul", "RewriteConv",
-    "MapWeights", "ProgramDevices", "CrossbarAttributes", "Cleanup", "Check",
+    "MapWeights", "ProgramDevices", "CrossbarAttributes", "FuseActivation", "Cleanup", "Check",
     "NonidealityPass", "FiniteStates", "DeviceFaults", "Endurance",
     "nonideality", "make_nonideality", "make_nonidealities", "with_nonidealities",
     "list_nonidealities", "register_nonideality",

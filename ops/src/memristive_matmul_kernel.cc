@@ -6,6 +6,7 @@
 #include <new>
 #include <thread>
 
+#include "activation.h"
 #include "batched_layer.h"
 #include "conv_geometry.h"
 #include "crossbar_mac.h"
@@ -177,6 +178,7 @@ MemristiveMatMulKernel::MemristiveMatMulKernel(const OrtApi& api, const OrtKerne
 }
 
 MemristiveMatMulKernel::~MemristiveMatMulKernel() {
+  nchwc_.reset();
   conv_ops_.clear();
   gemm_.reset();
   matmul_.reset();
@@ -195,6 +197,14 @@ bool engine_env_is(const char* value) {
 }
 bool native_disabled() { return engine_env_is("blas"); }
 bool native_required() { return engine_env_is("native"); }
+// MEMCC_OPS_NCHWC=0 keeps ideal convs on the plain Conv (comparisons, tests); =require makes an
+// ideal 2-D conv that cannot run on the NCHWc kernels an error (tests of that path).
+bool nchwc_env_is(const char* value) {
+  const char* v = std::getenv("MEMCC_OPS_NCHWC");
+  return v && std::strcmp(v, value) == 0;
+}
+bool nchwc_disabled() { return nchwc_env_is("0"); }
+bool nchwc_required() { return nchwc_env_is("require"); }
 
 // Opset versions to try, newest first: CreateOp needs one that a registered kernel covers.
 const std::vector<int> kGemmVersions = {13, 11, 9};
@@ -241,6 +251,9 @@ void MemristiveMatMulKernel::create_native_ops(const OrtKernelInfo* info) {
       ConvPads pads = attrs_.auto_pad == AutoPad::Valid ? ConvPads(attrs_.pads.size(), 0) : attrs_.pads;
       std::lock_guard<std::mutex> lock(mutex_);
       if (!conv_op_for(pads)) error = conv_error_;
+    }
+    if (info_copy_ && attrs_.kernel_shape.size() == 2 && !nchwc_disabled()) {
+      nchwc_.reset(new NchwcConv(api_, info_copy_, cpu_, attrs_));
     }
   }
   if (native_required()) {
@@ -297,7 +310,8 @@ MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPla
 }
 
 std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::packed_for(
-    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine, double time) {
+    const float* g, const std::vector<int64_t>& g_shape, const LayerPlan& plan, Engine engine, double time,
+    const NchwcPlan& nchwc) {
   const TileGeometry geometry = tile_geometry(attrs_, plan);
   const bool drifts = drift_enabled(attrs_);
   auto pack = [&] {
@@ -324,6 +338,12 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       for (int64_t k = 0; k < K; ++k) {
         for (int64_t n = 0; n < N; ++n) p->weights[static_cast<size_t>(n * K + k)] = p->matrix[k * N + n];
       }
+      if (nchwc.applies()) {
+        const int64_t kernel_size = K / plan.patch.channels;
+        p->nchwc = nchwc;
+        p->nchwc_filter.resize(nchwc_filter_floats(nchwc, kernel_size));
+        pack_nchwc_filter(nchwc, p->weights.data(), kernel_size, p->nchwc_filter.data());
+      }
     }
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
@@ -339,6 +359,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (p.source != g || p.shape != g_shape) return false;
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
+    if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
     if (engine == Engine::NativeBatched) {
       // The geometry depends on G's shape only (and the group), which the source key covers,
       // unless the packing was made for another engine.
@@ -356,7 +377,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   return packed_;
 }
 
-void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
+bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
                                               const Packed& packed, const OrtValue* x, const OrtValue* bias,
                                               float* y) {
   const int64_t K = plan.K, N = plan.N;
@@ -371,7 +392,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     const OrtValue* in[] = {a.get(), b.get(), c ? c->get() : nullptr};
     OrtValue* outs[] = {out.get()};
     gemm_->invoke(context, in, 3, outs, 1);  // an absent C as a null input
-    return;
+    return false;
   }
   // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
   const TensorView xv = tensor_view(api_, x);
@@ -380,6 +401,15 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
                                                attrs_.dilations, attrs_.auto_pad);
   ConvPads pads = geo.pad_begin;
   pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
+  if (packed.nchwc.applies() && nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data,
+                                           pads, plan.y_shape, y)) {
+    return true;
+  }
+  if (nchwc_required()) {
+    throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
+                  (nchwc_ && !nchwc_->error().empty() ? ": " + nchwc_->error()
+                                                       : std::string(" (no NCHWc variant for these channels)")));
+  }
   const NativeOp* conv = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -388,7 +418,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   if (!conv) {
     if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
     run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context));
-    return;
+    return false;
   }
   std::vector<int64_t> w_shape = {N, plan.patch.channels};
   w_shape.insert(w_shape.end(), attrs_.kernel_shape.begin(), attrs_.kernel_shape.end());
@@ -399,6 +429,7 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   const OrtValue* in[] = {x, w.get(), c ? c->get() : nullptr};
   OrtValue* outs[] = {out.get()};
   conv->invoke(context, in, 3, outs, 1);  // an absent B as a null input
+  return false;
 }
 
 void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
@@ -431,7 +462,9 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
   // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
   const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
-  const auto packed = packed_for(g_data, g.shape, plan, engine, time);
+  NchwcPlan nchwc;
+  if (engine == Engine::NativeIdeal && nchwc_) nchwc = nchwc_->plan(context, plan.channels, plan.N);
+  const auto packed = packed_for(g_data, g.shape, plan, engine, time, nchwc);
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
   noise.key = static_cast<uint64_t>(attrs_.noise_seed);
@@ -440,21 +473,23 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const float* x_data = tensor_data(api_, values[0]);
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
   const OrtTaskRunner runner(api_, context);
+  bool activated = false;
   switch (engine) {
     case Engine::NativeIdeal:
-      run_native_ideal(context, plan, *packed, values[0], values[2], y);
-      return;
+      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y);
+      break;
     case Engine::NativeBatched: {
       const TileGeometry& geo = packed->geometry;
       ContextScratch scratch(api_, context, cpu_, batched_scratch_floats(attrs_, plan, geo));
       run_layer_batched(attrs_, plan, geo, packed->batched.data(), x_data, bias_data, y, runner,
                         NativeBatchedGemm(api_, context, cpu_, *matmul_), scratch.data());
-      return;
+      break;
     }
     case Engine::Blas:
       run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
-      return;
+      break;
   }
+  if (!activated) apply_activation(attrs_.activation, y, y_count, runner);
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {

@@ -15,6 +15,7 @@
 
 #include "batched_layer.h"
 #include "layer_plan.h"
+#include "nchwc_conv.h"
 #include "op_attributes.h"
 #include "ort_native.h"
 
@@ -51,6 +52,8 @@ class MemristiveMatMulKernel {
     TileGeometry geometry;       // of `batched`
     double time = 0.0;           // the drift time the matrices were packed for
     std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise)
+    NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
+    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
   };
 
   void create_native_ops(const OrtKernelInfo* info);
@@ -58,8 +61,10 @@ class MemristiveMatMulKernel {
   const NativeOp* conv_op_for(const ConvPads& pads);
   void compute_or_throw(OrtKernelContext* context);
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
-                                           const LayerPlan& plan, Engine engine, double time);
-  void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
+                                           const LayerPlan& plan, Engine engine, double time,
+                                           const NchwcPlan& nchwc);
+  // True when the activation attribute has been applied too.
+  bool run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
                         const OrtValue* x, const OrtValue* bias, float* y);
   std::string where() const;
 
@@ -84,6 +89,8 @@ class MemristiveMatMulKernel {
   // Executions of this node so far: the counter word c of the read-noise stream.
   std::atomic<uint64_t> executions_{0};
   std::string conv_error_;    // guarded by mutex_
+  // Ideal 2-D convs: onnxruntime's NCHWc kernels where they apply (nchwc_conv.h), else Conv.
+  std::unique_ptr<NchwcConv> nchwc_;
 };
 
 }  // namespace memcc

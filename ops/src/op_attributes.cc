@@ -144,6 +144,12 @@ OpAttributes parse_attributes(const AttributeSource& src) {
   a.drift_t0 = finite_float(src, "drift_t0", 1.0f);
   if (!(a.drift_t0 > 0.0f)) fail("attribute 'drift_t0' must be > 0, got " + float_text(a.drift_t0));
   a.drift_seed = seed(src, "drift_seed");
+  const auto activation = read_string(src, "activation").value_or("NONE");
+  if (activation == "RELU") {
+    a.activation = Activation::Relu;
+  } else if (activation != "NONE") {
+    fail("attribute 'activation' must be one of NONE, RELU, got \"" + activation + "\"");
+  }
 
   const auto kernel = read_ints(src, "kernel_shape");
   if (!kernel) {

@@ -11,6 +11,8 @@
 namespace memcc {
 
 enum class AutoPad { NotSet, SameUpper, SameLower, Valid };
+// The digital activation applied after the bias (docs/op-spec.md, step 9).
+enum class Activation { None, Relu };
 
 struct OpAttributes {
   float weight_scale = 1.0f;
@@ -37,6 +39,7 @@ struct OpAttributes {
   std::vector<int64_t> dilations;  // n values (defaults filled in)
   int64_t group = 1;
   AutoPad auto_pad = AutoPad::NotSet;
+  Activation activation = Activation::None;
 
   // Without ADC the tile reads are summed exactly, so tiling does not change the result and the
   // whole layer is one GEMM against weight_scale * D (after the DAC, if any).

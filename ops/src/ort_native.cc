@@ -22,7 +22,7 @@ void check(const OrtApi& api, OrtStatus* status, const char* what) {
 std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInfo* info, const char* op_type,
                                            const std::vector<int>& versions,
                                            const std::vector<NativeAttr>& attrs, int inputs, int outputs,
-                                           std::string* error) {
+                                           std::string* error, const char* domain) {
   std::vector<OrtOpAttr*> made;
   auto release_attrs = [&] {
     for (OrtOpAttr* a : made) api.ReleaseOpAttr(a);
@@ -30,10 +30,14 @@ std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInf
   for (const NativeAttr& a : attrs) {
     OrtOpAttr* attr = nullptr;
     OrtStatus* status =
-        a.kind == NativeAttr::Kind::Float
-            ? api.CreateOpAttr(a.name.c_str(), &a.value, 1, ORT_OP_ATTR_FLOAT, &attr)
-            : api.CreateOpAttr(a.name.c_str(), a.values.data(), static_cast<int>(a.values.size()),
-                               a.kind == NativeAttr::Kind::Ints ? ORT_OP_ATTR_INTS : ORT_OP_ATTR_INT, &attr);
+        a.kind == NativeAttr::Kind::Float    ? api.CreateOpAttr(a.name.c_str(), &a.value, 1, ORT_OP_ATTR_FLOAT, &attr)
+        : a.kind == NativeAttr::Kind::String ? api.CreateOpAttr(a.name.c_str(), a.text.c_str(),
+                                                                static_cast<int>(a.text.size()), ORT_OP_ATTR_STRING, &attr)
+                                             : api.CreateOpAttr(a.name.c_str(), a.values.data(),
+                                                                static_cast<int>(a.values.size()),
+                                                                a.kind == NativeAttr::Kind::Ints ? ORT_OP_ATTR_INTS
+                                                                                                 : ORT_OP_ATTR_INT,
+                                                                &attr);
     if (status) {
       *error = take_message(api, status);
       release_attrs();
@@ -46,7 +50,7 @@ std::unique_ptr<NativeOp> NativeOp::create(const OrtApi& api, const OrtKernelInf
   std::unique_ptr<NativeOp> result;
   for (int version : versions) {
     OrtOp* op = nullptr;
-    OrtStatus* status = api.CreateOp(info, op_type, "", version, type_names, type_values, 1,
+    OrtStatus* status = api.CreateOp(info, op_type, domain, version, type_names, type_values, 1,
                                      made.empty() ? nullptr : made.data(), static_cast<int>(made.size()),
                                      inputs, outputs, &op);
     if (!status) {

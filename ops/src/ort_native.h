@@ -14,14 +14,14 @@
 
 namespace memcc {
 
-// One attribute of a native op: an int, a list of ints or a float (all that Gemm, MatMul and
-// Conv need). Standalone ops get no schema defaults: every attribute a kernel reads must be given.
+// One attribute of a native op: an int, a list of ints, a float or a string. Standalone ops get no schema defaults: every attribute a kernel reads must be given.
 struct NativeAttr {
-  enum class Kind { Ints, Int, Float };
+  enum class Kind { Ints, Int, Float, String };
   std::string name;
   std::vector<int64_t> values;
   Kind kind = Kind::Ints;
   float value = 0.0f;
+  std::string text = {};  // Kind::String
 };
 
 // An onnxruntime kernel for float tensors ("T" = float), created once and invoked per call.
@@ -29,10 +29,11 @@ class NativeOp {
  public:
   // Tries the opset versions in order (CreateOp wants a version a registered kernel covers);
   // nullptr, with the last error in *error, when none works (e.g. no standalone-op API).
+  // `domain`: "" for ONNX ops, e.g. "com.microsoft.nchwc" for onnxruntime's own.
   static std::unique_ptr<NativeOp> create(const OrtApi& api, const OrtKernelInfo* info, const char* op_type,
                                           const std::vector<int>& versions,
                                           const std::vector<NativeAttr>& attrs, int inputs, int outputs,
-                                          std::string* error);
+                                          std::string* error, const char* domain = "");
   ~NativeOp();
   NativeOp(const NativeOp&) = delete;
   NativeOp& operator=(const NativeOp&) = delete;

@@ -73,10 +73,15 @@ def crossbar(x, D, at):
 
 
 DEFAULTS = dict(g_ref=0.0, tile_shape=(0, 0), max_input_voltage=0.3, input_range=0.0, dac_bits=0,
-                adc_bits=0, adc_overflow_rate=0.0)
+                adc_bits=0, adc_overflow_rate=0.0, activation="NONE")
 
 
 def spec(X, G, bias, **attrs):
+    y = spec_linear(X, G, bias, **attrs)
+    return np.maximum(y, 0.0) if attrs.get("activation", "NONE") == "RELU" else y
+
+
+def spec_linear(X, G, bias, **attrs):
     at = dict(DEFAULTS, **attrs)
     X = X.astype(np.float64)
     G = G.astype(np.float64)
@@ -160,7 +165,7 @@ def check(name, X, G, bias, **attrs):
     err = np.abs(got - want)
     if err.size == 0:
         print(f"ok   {name}: empty output {got.shape}")
-        return
+        return got
     # One DAC/ADC level may flip at a decision boundary (docs/op-spec.md, "Numerical agreement").
     quantized = attrs.get("adc_bits", 0) or attrs.get("dac_bits", 0)
     tol = 1e-4 * scale
@@ -170,6 +175,7 @@ def check(name, X, G, bias, **attrs):
     else:
         assert not bad.any(), f"{name}: max error {err.max():.3g} (scale {scale:.3g})"
     print(f"ok   {name}: max |err| {err.max():.3g} (scale {scale:.3g})")
+    return got
 
 
 def expect_error(name, text, X, G, bias, **attrs):
@@ -249,6 +255,79 @@ def numeric_cases(engine):
           weight_scale=1e4, kernel_shape=[2, 2, 2], group=3, adc_bits=7, tile_shape=[5, 0])
     check("conv1d depthwise DAC", RNG.standard_normal((2, 4, 15)).astype(f32), conductances(2, 3, 4), None,
           weight_scale=1e4, kernel_shape=[3], group=4, auto_pad="SAME_UPPER", dac_bits=5)
+
+    # activation = RELU (step 9) on every engine: NCHWc conv (in the kernel), plain Conv, Gemm,
+    # batched MatMul and OpenBLAS (a pass over Y).
+    check("matmul ideal RELU", X, G, b, weight_scale=1e4, activation="RELU")
+    check("matmul ADC RELU", X, G, b, weight_scale=1e4, adc_bits=8, dac_bits=8, tile_shape=[16, 10],
+          activation="RELU")
+    check("matmul many rows ADC RELU", RNG.standard_normal((300, 70)).astype(f32), conductances(2, 70, 45), None,
+          weight_scale=1e4, adc_bits=8, tile_shape=[32, 20], activation="RELU")
+    check("conv2d ideal RELU", RNG.standard_normal((2, 16, 9, 7)).astype(f32), conductances(2, 144, 20),
+          RNG.standard_normal(20).astype(f32), weight_scale=1e4, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+          activation="RELU")
+    check("conv3d ideal RELU", RNG.standard_normal((2, 2, 5, 4, 6)).astype(f32), conductances(2, 16, 4),
+          RNG.standard_normal(4).astype(f32), weight_scale=1e4, kernel_shape=[2, 2, 2], activation="RELU")
+    check("conv2d ADC RELU", Xc, conductances(2, 54, 10), RNG.standard_normal(10).astype(f32), weight_scale=1e4,
+          kernel_shape=[3, 3], adc_bits=8, dac_bits=8, tile_shape=[20, 4], activation="RELU")
+    check("conv2d depthwise ADC RELU", Xc, conductances(2, 9, 6), RNG.standard_normal(6).astype(f32),
+          weight_scale=1e4, kernel_shape=[3, 3], group=6, adc_bits=8, activation="RELU")
+    os.environ.pop("MEMCC_OPS_ENGINE", None)
+
+
+# Ideal 2-D convs on onnxruntime's NCHWc kernels (ops/README.md): every variant, padded channel
+# counts, groups, strides, dilations, pads. Each case runs with MEMCC_OPS_NCHWC=require (a conv the
+# NCHWc kernels do not run is an error) and is compared with the spec and with the plain Conv
+# (MEMCC_OPS_NCHWC=0). Shapes valid for MLAS block sizes 8 and 16.
+NCHWC_CASES = [
+    # name, X shape, N, attributes
+    ("NCHW input (C < block)", (2, 3, 12, 11), 10, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    ("NCHW input strided dilated", (2, 5, 13, 12), 8, dict(kernel_shape=[3, 2], strides=[2, 1], dilations=[1, 2],
+                                                            pads=[1, 0, 2, 1])),
+    ("blocked", (2, 16, 9, 7), 33, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    ("blocked C padded", (2, 20, 9, 7), 10, dict(kernel_shape=[3, 3])),
+    ("blocked strides dilations", (3, 32, 11, 13), 40, dict(kernel_shape=[3, 3], strides=[2, 2], dilations=[1, 2],
+                                                            pads=[1, 2, 0, 1])),
+    ("pointwise", (2, 32, 9, 7), 48, dict(kernel_shape=[1, 1])),
+    ("pointwise strided", (2, 32, 9, 7), 48, dict(kernel_shape=[1, 1], strides=[2, 2])),
+    ("grouped", (2, 64, 8, 8), 64, dict(kernel_shape=[3, 3], group=2, pads=[1, 1, 1, 1])),
+    ("depthwise", (2, 32, 10, 10), 32, dict(kernel_shape=[3, 3], group=32, pads=[1, 1, 1, 1])),
+    ("depthwise C padded strided", (2, 20, 10, 10), 20, dict(kernel_shape=[3, 3], group=20, strides=[2, 2],
+                                                             dilations=[2, 1], pads=[1, 2, 0, 1])),
+    ("SAME_UPPER", (2, 16, 9, 8), 16, dict(kernel_shape=[2, 3], auto_pad="SAME_UPPER", strides=[2, 2])),
+]
+
+
+def nchwc_cases():
+    f32 = np.float32
+    os.environ["MEMCC_OPS_ENGINE"] = "native"
+    print("---- NCHWc")
+    os.environ["MEMCC_OPS_NCHWC"] = "require"
+    try:
+        run(RNG.standard_normal((1, 16, 4, 4)).astype(f32), conductances(2, 144, 16), None, weight_scale=1e4,
+            kernel_shape=[3, 3])
+    except Exception as exc:  # noqa: BLE001
+        if "MEMCC_OPS_NCHWC=require" not in str(exc):
+            raise
+        print(f"skip NCHWc cases: onnxruntime has no NCHWc kernels here ({str(exc)[-100:]})")
+        os.environ.pop("MEMCC_OPS_NCHWC", None)
+        return
+    for name, x_shape, N, at in NCHWC_CASES:
+        X = RNG.standard_normal(x_shape).astype(f32)
+        C = x_shape[1]
+        K = C // at.get("group", 1) * int(np.prod(at["kernel_shape"]))
+        G = conductances(2, K, N)
+        for bias in (None, RNG.standard_normal(N).astype(f32)):
+            for act in ("NONE", "RELU"):
+                attrs = dict(at, weight_scale=1e4, activation=act)
+                label = f"nchwc {name}{' bias' if bias is not None else ''}{' RELU' if act == 'RELU' else ''}"
+                os.environ["MEMCC_OPS_NCHWC"] = "require"
+                got = check(label, X, G, bias, **attrs)
+                os.environ["MEMCC_OPS_NCHWC"] = "0"
+                plain = run(X, G, bias, **attrs)
+                scale = max(1e-30, np.abs(plain).max(initial=0.0))
+                assert np.abs(got - plain).max() <= 1e-5 * scale, f"{label}: differs from the plain Conv"
+    os.environ.pop("MEMCC_OPS_NCHWC", None)
     os.environ.pop("MEMCC_OPS_ENGINE", None)
 
 
@@ -259,6 +338,7 @@ def main():
     f32 = np.float32
     for engine in ("native", "blas"):
         numeric_cases(engine)
+    nchwc_cases()
     X = RNG.standard_normal((5, 7, 40)).astype(f32)
     G = conductances(2, 40, 24)
     b = RNG.standard_normal(24).astype(f32)
@@ -270,6 +350,8 @@ def main():
     expect_error("quantization", "'quantization' must be", X, G, b, weight_scale=1.0, quantization="log")
     expect_error("overflow", "'adc_overflow_rate' must satisfy", X, G, b, weight_scale=1.0, adc_overflow_rate=1.0)
     expect_error("tile_shape", "'tile_shape' must be two values", X, G, b, weight_scale=1.0, tile_shape=[4])
+    expect_error("activation", "'activation' must be one of NONE, RELU", X, G, b, weight_scale=1.0,
+                 activation="Relu")
     expect_error("conv attr in matmul", "only allowed in conv mode", X, G, b, weight_scale=1.0, strides=[1])
     expect_error("K mismatch", "must equal K", X, conductances(2, 41, 24), b, weight_scale=1.0)
     expect_error("bias length", "'Bias' must have shape", X, G, b[:5], weight_scale=1.0)
