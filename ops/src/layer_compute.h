@@ -44,6 +44,11 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
 // currents).
 float matrix_scale(const OpAttributes& attrs);
 
+// The sigma to build the read-noise variance matrix with (noise_variance): read_noise_std when
+// the tiles are read (currents), weight_scale * read_noise_std when the layer is one product
+// (the noise term is then added in output units).
+float variance_sigma(const OpAttributes& attrs);
+
 // y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).

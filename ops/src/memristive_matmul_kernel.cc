@@ -315,7 +315,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     }
     if (attrs_.read_noise()) {
       p->variance.resize(static_cast<size_t>(K * N));
-      noise_variance(g, S, K, N, attrs_.read_noise_std, p->variance.data());
+      noise_variance(g, S, K, N, variance_sigma(attrs_), p->variance.data());
     }
     p->matrix.resize(static_cast<size_t>(K * N));
     effective_matrix(g, S, K, N, attrs_.g_ref, matrix_scale(attrs_), p->matrix.data());
