@@ -84,33 +84,34 @@ constexpr int kBlock = 64;
 MEMCC_SIMD_CLONES_WIDE
 static void philox_block(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0, int n,
                          uint32_t* out0, uint32_t* out1, uint32_t* out2, uint32_t* out3) {
-  uint32_t w0[kBlock], w1[kBlock], w2[kBlock], w3[kBlock];
-  for (int i = 0; i < n; ++i) {
-    w0[i] = c0;
-    w1[i] = c1;
-    w2[i] = c2;
-    // The group index is floor(c3 / 4) of a 32-bit c3: it wraps at 2^30.
-    w3[i] = (g0 + static_cast<uint32_t>(i)) & 0x3FFFFFFFu;
-  }
+  uint32_t rk0[10], rk1[10];
   for (int round = 0; round < 10; ++round) {
-    for (int i = 0; i < n; ++i) {
-      const uint64_t p0 = static_cast<uint64_t>(philox::kMul0) * w0[i];
-      const uint64_t p1 = static_cast<uint64_t>(philox::kMul1) * w2[i];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ w1[i] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ w3[i] ^ k1;
-      w1[i] = static_cast<uint32_t>(p1);
-      w3[i] = static_cast<uint32_t>(p0);
-      w0[i] = n0;
-      w2[i] = n2;
-    }
+    rk0[round] = k0;
+    rk1[round] = k1;
     k0 += philox::kWeyl0;
     k1 += philox::kWeyl1;
   }
+  // Lanes outer, rounds inner: every lane's four words stay in registers for all ten rounds,
+  // and the lane loop is the one the compiler vectorises.
   for (int i = 0; i < n; ++i) {
-    out0[i] = w0[i];
-    out1[i] = w1[i];
-    out2[i] = w2[i];
-    out3[i] = w3[i];
+    uint32_t w0 = c0, w1 = c1, w2 = c2;
+    // The group index is floor(c3 / 4) of a 32-bit c3: it wraps at 2^30.
+    uint32_t w3 = (g0 + static_cast<uint32_t>(i)) & 0x3FFFFFFFu;
+#pragma GCC unroll 10
+    for (int round = 0; round < 10; ++round) {
+      const uint64_t p0 = static_cast<uint64_t>(philox::kMul0) * w0;
+      const uint64_t p1 = static_cast<uint64_t>(philox::kMul1) * w2;
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ w1 ^ rk0[round];
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ w3 ^ rk1[round];
+      w1 = static_cast<uint32_t>(p1);
+      w3 = static_cast<uint32_t>(p0);
+      w0 = n0;
+      w2 = n2;
+    }
+    out0[i] = w0;
+    out1[i] = w1;
+    out2[i] = w2;
+    out3[i] = w3;
   }
 }
 

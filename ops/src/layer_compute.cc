@@ -364,6 +364,33 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
   if (first) std::rethrow_exception(first);
 }
 
+void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise& noise, const float* var, float* y,
+                     const TaskRunner& runner) {
+  if (!a.conv) {
+    const int64_t R = p.rows, N = p.N;
+    const int64_t per = std::max<int64_t>(1, std::min(R, ceil_div(R, std::max(1, runner.concurrency()))));
+    run_tasks(runner, ceil_div(R, per), [&](size_t t) {
+      const int64_t r0 = static_cast<int64_t>(t) * per, m = std::min(per, R - r0);
+      float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(N));
+      add_read_noise(y + r0 * N, N, var + r0 * N, m, N, noise.key, noise.execution, r0, 0, 0, z);
+    });
+    return;
+  }
+  const int64_t B = p.batch, N = p.N, Ng = p.group_cols, G = p.group, P = p.patch.positions();
+  run_tasks(runner, B * G, [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) / G, h = static_cast<int64_t>(t) % G;
+    float* buf = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(3 * Ng));
+    float* z = buf, *row = buf + Ng, *term = buf + 2 * Ng;
+    const int64_t base = (b * N + h * Ng) * P;
+    for (int64_t q = 0; q < P; ++q) {
+      for (int64_t j = 0; j < Ng; ++j) row[j] = var[base + j * P + q];
+      std::fill(term, term + Ng, 0.0f);
+      add_read_noise(term, Ng, row, 1, Ng, noise.key, noise.execution, (b * G + h) * P + q, 0, h * Ng, z);
+      for (int64_t j = 0; j < Ng; ++j) y[base + j * P + q] += term[j];
+    }
+  });
+}
+
 float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0f : attrs.weight_scale; }
 
 float variance_sigma(const OpAttributes& attrs) { return attrs.read_noise_std * matrix_scale(attrs); }

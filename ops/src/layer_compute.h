@@ -49,6 +49,13 @@ float matrix_scale(const OpAttributes& attrs);
 // (the noise term is then added in output units).
 float variance_sigma(const OpAttributes& attrs);
 
+// Read noise without an ADC when the output's variance is already known: var has Y's layout
+// (plan.y_shape) and holds sum_k x_k^2 (weight_scale sigma)^2 sum_s G'^2 per output; adds
+// sqrt(var) * normal(key; c, q, 0, j') to y. For the engines that compute the two products with
+// onnxruntime's Gemm / Conv (no DAC, no I-V, input_range = 0: the encoded input is x itself).
+void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const ReadNoise& noise, const float* var,
+                     float* y, const TaskRunner& runner);
+
 // y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).

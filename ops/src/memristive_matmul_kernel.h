@@ -17,6 +17,7 @@
 #include "layer_plan.h"
 #include "op_attributes.h"
 #include "ort_native.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 
@@ -50,7 +51,8 @@ class MemristiveMatMulKernel {
     std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
     TileGeometry geometry;       // of `batched`
     double time = 0.0;           // the drift time the matrices were packed for
-    std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise)
+    std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise; sigma scaled, variance_sigma)
+    std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
   };
 
   void create_native_ops(const OrtKernelInfo* info);
@@ -60,7 +62,7 @@ class MemristiveMatMulKernel {
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
                                            const LayerPlan& plan, Engine engine, double time);
   void run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
-                        const OrtValue* x, const OrtValue* bias, float* y);
+                        const OrtValue* x, const OrtValue* bias, float* y, const ReadNoise* noise);
   std::string where() const;
 
   const OrtApi& api_;
