@@ -364,6 +364,16 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
   if (first) std::rethrow_exception(first);
 }
 
+void encode_elementwise(const OpAttributes& a, const float* x, int64_t n, float* out, const TaskRunner& runner) {
+  const InputEncoding enc = encoding_of(a);
+  constexpr int64_t kChunk = int64_t{1} << 14;
+  run_tasks(runner, ceil_div(n, kChunk), [&](size_t t) {
+    const int64_t i0 = static_cast<int64_t>(t) * kChunk, m = std::min(kChunk, n - i0);
+    float scale = 0.0f;
+    encode_rows(x + i0, m, 1, m, enc, EncodeTarget::Rescaled, out + i0, m, &scale);
+  });
+}
+
 void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise& noise, const float* var, float* y,
                      const TaskRunner& runner) {
   if (!a.conv) {

@@ -49,6 +49,11 @@ float matrix_scale(const OpAttributes& attrs);
 // (the noise term is then added in output units).
 float variance_sigma(const OpAttributes& attrs);
 
+// With a fixed input range (input_range > 0) steps 1-4 and f act on every input element alone
+// (and map the zero padding of conv mode to 0), so the whole X can be encoded once, as the
+// one-product path reads it: out[i] = f(v(x[i])) * input_range / V_max, n elements.
+void encode_elementwise(const OpAttributes& attrs, const float* x, int64_t n, float* out, const TaskRunner& runner);
+
 // Read noise without an ADC when the output's variance is already known: var has Y's layout
 // (plan.y_shape) and holds sum_k x_k^2 (weight_scale sigma)^2 sum_s G'^2 per output; adds
 // sqrt(var) * normal(key; c, q, 0, j') to y. For the engines that compute the two products with

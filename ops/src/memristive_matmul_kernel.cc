@@ -201,12 +201,16 @@ const std::vector<int> kGemmVersions = {13, 11, 9};
 const std::vector<int> kMatMulVersions = {13, 9, 1};
 const std::vector<int> kConvVersions = {22, 11, 1};
 
-// Layers whose encoded input is x itself and that read no tiles: y is one product against
-// weight_scale * D, which onnxruntime's Gemm / Conv compute; read noise without an ADC adds one
-// more product of the same shape, x^2 against (weight_scale sigma)^2 sum_s G'^2 (docs/op-spec.md,
-// step 5), and a Gaussian term per output.
+// Layers that read no tiles and whose encoded input e(x) is x itself (no DAC, linear I-V,
+// input_range = 0) or a function of each element alone (a fixed input_range: the DAC and f then
+// act element by element, and a conv patch's voltages do not depend on the patch): y is one
+// product of e(X) with weight_scale * D, which onnxruntime's Gemm / Conv compute; read noise
+// without an ADC adds one more product of the same shape, e(X)^2 against
+// (weight_scale sigma)^2 sum_s G'^2 (docs/op-spec.md, step 5), and a Gaussian term per output.
+// With input_range = 0 and a DAC or f, the voltages depend on each vector's (patch's) max |x|:
+// those layers stay on the im2col / OpenBLAS path.
 bool native_product(const OpAttributes& a) {
-  return !a.uses_adc() && a.dac_bits == 0 && !(a.input_range > 0.0f) && !a.nonlinear_iv();
+  return !a.uses_adc() && (a.input_range > 0.0f || (a.dac_bits == 0 && !a.nonlinear_iv()));
 }
 
 // Engine choice thresholds for the encoded / ADC modes (see engine_for).
@@ -424,11 +428,20 @@ void MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     const OrtValue* ins[] = {a.get(), w.get(), c ? c->get() : nullptr};
     conv->invoke(context, ins, 3, outs, 1);  // an absent B as a null input
   };
+  const bool encode = attrs_.encodes_input() && attrs_.input_range > 0.0f;
+  ContextScratch scratch(api_, context, cpu_,
+                         static_cast<size_t>((encode ? x_count : 0) + (noisy ? x_count + y_count : 0)));
+  float* next = scratch.data();
+  if (encode) {
+    // A fixed input range: every element encoded once (not once per conv patch it belongs to).
+    encode_elementwise(attrs_, x_data, x_count, next, OrtTaskRunner(api_, context));
+    x_data = next;
+    next += x_count;
+  }
   product(x_data, packed.matrix.data(), packed.weights.data(), bias_data, y);
   if (!noisy) return;
-  // Read noise: the variance of every output is the product of x^2 with the variance matrix.
-  ContextScratch scratch(api_, context, cpu_, static_cast<size_t>(x_count + y_count));
-  float* sq = scratch.data();
+  // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
+  float* sq = next;
   float* var = sq + x_count;
   for (int64_t i = 0; i < x_count; ++i) sq[i] = x_data[i] * x_data[i];
   product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
