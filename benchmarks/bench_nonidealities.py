@@ -3,9 +3,9 @@ both, and drift, next to the same layer without them (interleaved runs, medians)
 
     MEMCC_OPS_LIBRARY=build/ops/libmemcc_ops.so python benchmarks/bench_nonidealities.py [--rounds 30]
 
-Layers: matmul 64x512x512 and a conv layer (B16, 64->64 ch, 16x16, 3x3), each in two periphery
-settings: "ideal" (no DAC/ADC) and "adc" (8-bit DAC and ADC, 128x128 tiles). Sessions use 2
-intra-op threads. Timings are per op call, session overhead included.
+Layers: matmul 64x512x512 and a conv layer (B16, 64->64 ch, 16x16, 3x3), each in three periphery
+settings: "ideal" (no DAC/ADC), "adc" (8-bit DAC and ADC, 128x128 tiles) and "range" (fixed
+input range 4, 8-bit DAC, no ADC). Sessions use 2 intra-op threads. Timings are per op call, session overhead included.
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ EFFECTS = {
     "drift": dict(drift_nu=0.05, drift_nu_std=0.01, drift_seed=2),
     "all": dict(read_noise_std=0.05, noise_seed=1, iv_a=0.32, iv_b=2.7, drift_nu=0.05, drift_nu_std=0.01),
 }
-PERIPHERY = {"ideal": {}, "adc": dict(dac_bits=8, adc_bits=8, tile_shape=[128, 128])}
+PERIPHERY = {
+    "ideal": {},
+    "adc": dict(dac_bits=8, adc_bits=8, tile_shape=[128, 128]),
+    # A fixed input range and 8-bit DAC, no ADC: encoded element-wise, onnxruntime Gemm/Conv.
+    "range": dict(input_range=4.0, dac_bits=8),
+}
 
 
 def layer_model(G, conv: bool, attrs: dict):
@@ -42,13 +47,16 @@ def layer_model(G, conv: bool, attrs: dict):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.memcc", 1)])
 
 
+THREADS = 2
+
+
 def sessions_for(G, conv, periphery):
     import onnxruntime as ort
 
     out = {}
     for name, eff in EFFECTS.items():
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
+        opts.intra_op_num_threads = THREADS
         out[name] = session(layer_model(G, conv, {**PERIPHERY[periphery], **eff}), sess_options=opts)
     return out
 
@@ -75,7 +83,10 @@ def bench(label, G, x, conv, rounds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads per session")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     g = np.random.default_rng(0)
     G = g.uniform(1e-6, 1e-4, (2, 512, 512))
     bench("matmul 64x512x512", G, g.standard_normal((64, 512)).astype(np.float32), False, args.rounds)

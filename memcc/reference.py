@@ -244,16 +244,25 @@ def philox4x32_10(counter, key) -> np.ndarray:
 def counter_normal(key: int, c0, c1, c2, c3) -> np.ndarray:
     """The spec's `normal(key; c0, c1, c2, c3)`, broadcast over array counters (float64).
 
-    Key split `(key mod 2^32, key div 2^32)`, counter words mod 2^32, Box-Muller on the first two
-    output words with u = (x + 0.5) / 2^32.
+    Key split `(key mod 2^32, key div 2^32)`, counter words mod 2^32; Philox of
+    `(c0, c1, c2, c3 // 4)` gives four normals (two Box-Muller pairs with u = (x + 0.5) / 2^32:
+    rho1 cos, rho1 sin, rho2 cos, rho2 sin) and the value is number `c3 % 4` of them.
     """
     key = int(key)
     words = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in (c0, c1, c2, c3)))
-    counter = np.stack([w.astype(np.uint64) & np.uint64(_MASK32) for w in words], axis=-1)
-    x = philox4x32_10(counter, (key & _MASK32, (key >> 32) & _MASK32))
-    u1 = (x[..., 0].astype(np.float64) + 0.5) / 2.0**32
-    u2 = (x[..., 1].astype(np.float64) + 0.5) / 2.0**32
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    words = [w.astype(np.uint64) & np.uint64(_MASK32) for w in words]
+    lane = (words[3] & np.uint64(3)).astype(np.int64)
+    words[3] = words[3] >> np.uint64(2)
+    x = philox4x32_10(np.stack(words, axis=-1), (key & _MASK32, (key >> 32) & _MASK32))
+    u = (x.astype(np.float64) + 0.5) / 2.0**32
+    rho1 = np.sqrt(-2.0 * np.log(u[..., 0]))
+    rho2 = np.sqrt(-2.0 * np.log(u[..., 2]))
+    four = np.stack(
+        [rho1 * np.cos(2.0 * np.pi * u[..., 1]), rho1 * np.sin(2.0 * np.pi * u[..., 1]),
+         rho2 * np.cos(2.0 * np.pi * u[..., 3]), rho2 * np.sin(2.0 * np.pi * u[..., 3])],
+        axis=-1,
+    )
+    return np.take_along_axis(four, lane[..., None], axis=-1)[..., 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,7 +460,7 @@ def _crossbar(x: np.ndarray, D: np.ndarray, a: dict, noise: dict | None = None) 
     for r0 in range(0, max(K, 1), tr):
         rows = slice(r0, min(K, r0 + tr))
         current = fv[:, rows] @ D[rows, :]  # I_{r,j}, one row per input vector
-        if noise is not None:
+        if noise is not None and a["adc_bits"] > 0:
             var = (fv[:, rows] ** 2) @ noise["var"][rows, :]
             cols_g = noise["j0"] + np.arange(n_cols)
             z = counter_normal(noise["key"], noise["c"], noise["q"][:, None], r0 // tr, cols_g[None, :])
@@ -463,6 +472,12 @@ def _crossbar(x: np.ndarray, D: np.ndarray, a: dict, noise: dict | None = None) 
                     current[:, cols], a["adc_bits"], a["adc_overflow_rate"]
                 )
         acc += current
+    if noise is not None and a["adc_bits"] == 0:
+        # No ADC: the row tiles' Gaussian terms are only summed, so one term per vector and column
+        # with the total variance (z = normal(key; c, q, 0, j')).
+        var = (fv**2) @ noise["var"]
+        cols_g = noise["j0"] + np.arange(n_cols)
+        acc += np.sqrt(var) * counter_normal(noise["key"], noise["c"], noise["q"][:, None], 0, cols_g[None, :])
     # 8. Back to weights.
     y = acc * (a["weight_scale"] * s_safe / a["max_input_voltage"])[:, None]
     y[zero] = 0.0

@@ -92,7 +92,13 @@ EFFECTS = {
     "drift": dict(drift_nu=0.05, drift_nu_std=0.02, drift_t0=1.0, drift_seed=4),
     "all": dict(read_noise_std=0.08, noise_seed=2**40 + 3, iv_a=0.5, iv_b=3.0, drift_nu=0.03, drift_seed=9),
 }
-QUANT = {"ideal": {}, "adc": dict(dac_bits=8, adc_bits=10, tile_shape=[7, 5]), "tiles": dict(tile_shape=[9, 0])}
+QUANT = {
+    "ideal": {},
+    "adc": dict(dac_bits=8, adc_bits=10, tile_shape=[7, 5]),
+    "tiles": dict(tile_shape=[9, 0]),
+    # A fixed input range with a DAC and no ADC: the element-wise encoding + onnxruntime Gemm/Conv.
+    "range": dict(input_range=2.0, dac_bits=6, tile_shape=[9, 0]),
+}
 
 
 @pytest.mark.parametrize("effect", list(EFFECTS))
@@ -120,7 +126,7 @@ def test_library_matches_reference(effect, quant, conv):
     for t in (1.0, 3600.0, 1e6):  # one session at several times; every run is a new execution c
         feeds = {"x": x, "T": np.array(t, np.float32)}
         got, want = sess.run(None, feeds)[0], ref.run(None, feeds)[0]
-        if quant == "adc":
+        if quant in ("adc", "range"):
             # A value within rounding of an ADC/DAC level may land one level away (spec).
             off = np.abs(got - want) > 2e-5 * np.abs(want).max()
             assert off.mean() < 0.02

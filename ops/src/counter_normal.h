@@ -2,10 +2,11 @@
 // normal(key; c0, c1, c2, c3 + i) for i < count, which is how both random streams of the op are
 // read (read noise: one normal per column of a tile read; drift: one per device of a row).
 //
-// Philox itself is exact (philox.h); the transforms use branch-free polynomial ln and cos in
-// double, so that the compiler vectorises the whole loop (std::log/std::cos would not be). The
-// approximations are accurate to ~1e-12 relative, far below the float32 the results are
-// stored in; the tests check them against philox::normal.
+// Philox itself is exact (philox.h); one call gives four normals (two Box–Muller pairs, cos and
+// sin branches). The transforms use branch-free polynomial ln, cos and sin in double so that the
+// compiler vectorises the whole loop (std::log/std::cos would not be); the approximations are
+// accurate to ~1e-9 relative, far below the float32 the results are stored in; the tests check
+// them against philox::normal.
 #pragma once
 
 #include <cstdint>

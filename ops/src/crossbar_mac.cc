@@ -77,7 +77,7 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
       // The read's variance: one more product, of f(v)^2 with sigma^2 sum_s G'^2.
       const float* sq = v_columns ? noise->squares + r0 * ldv : noise->squares + r0;
       sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
-      add_read_noise(buf, noise->var_buf, m, nc, noise->key, noise->execution, noise->q0, r0 / tr, noise->j0,
+      add_read_noise(buf, nc, noise->var_buf, m, nc, noise->key, noise->execution, noise->q0, r0 / tr, noise->j0,
                      noise->z);
     }
     if (tiling.bits == 0) {

@@ -99,8 +99,35 @@ int64_t task_budget(const TaskRunner& runner, int64_t flops) {
 
 // ---- Matmul mode ---------------------------------------------------------------------------
 
+// Read noise without an ADC (docs/op-spec.md, step 5): one Gaussian term per vector and column,
+// its variance one more GEMM of the squared encoded inputs against the variance matrix over all
+// K rows (the matrix is (weight_scale sigma)^2 sum_s G'^2 here, so the term is already in output
+// units). Vectors are rows of u (u[i * K + k]) or columns (u[k * ldu + i]) when `columns`.
+// Output: y[i * ldy_row + j * ldy_col]. Scratch from the Squares and NoiseReads slots.
+void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64_t ldu, int64_t m, int64_t K,
+                     int64_t j0, int64_t nc, int64_t N, int64_t q0, float* y, int64_t ldy_row,
+                     int64_t ldy_col) {
+  const int64_t n_in = columns ? K * ldu : m * K;
+  float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n_in + nc));
+  float* z = sq + n_in;
+  for (int64_t i = 0; i < n_in; ++i) sq[i] = u[i] * u[i];
+  float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * nc + nc));
+  sgemm(columns, m, nc, K, sq, columns ? ldu : K, noise.variance + j0, N, 0.0f, var, nc);
+  if (ldy_col == 1) {
+    add_read_noise(y, ldy_row, var, m, nc, noise.key, noise.execution, q0, 0, j0, z);
+    return;
+  }
+  // Transposed output (conv: Y is [column, position]): each vector's term in a row, then scattered.
+  float* term = var + m * nc;
+  for (int64_t i = 0; i < m; ++i) {
+    std::fill(term, term + nc, 0.0f);
+    add_read_noise(term, nc, var + i * nc, 1, nc, noise.key, noise.execution, q0 + i, 0, j0, z);
+    for (int64_t j = 0; j < nc; ++j) y[i * ldy_row + j * ldy_col] += term[j];
+  }
+}
+
 void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, const float* x,
-                    const float* bias, float* y, const TaskRunner& runner) {
+                    const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
   const int64_t R = p.rows, K = p.K, N = p.N;
   const Split s = choose_split(R, N, task_budget(runner, 2 * R * K * N), 8, 64);
   const InputEncoding enc = encoding_of(a);
@@ -124,6 +151,7 @@ void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, c
       encode_rows(x + (r0 + i0) * K, K, mm, K, enc, EncodeTarget::Rescaled, u, K, scale);
       if (bias) fill_rows(yt + i0 * N, mm, nc, N, bt);
       sgemm(false, mm, nc, K, u, K, W + c0, N, bias ? 1.0f : 0.0f, yt + i0 * N, N);
+      if (noise) add_total_noise(*noise, u, false, K, mm, K, c0, nc, N, r0 + i0, yt + i0 * N, N, 1);
     }
   });
 }
@@ -276,6 +304,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           for (int64_t j = 0; j < Ng; ++j) std::fill(yb + j * P, yb + j * P + cnt, bias_g[j]);
         }
         gemm_weights_t(Ng, cnt, Kg, M + h * Ng, N, patches, ld_patches, bias_g ? 1.0f : 0.0f, yb, P);
+        if (noise) add_total_noise(*noise, col, true, cnt, cnt, Kg, h * Ng, Ng, N, (b * G + h) * P + p0, yb, 1, P);
         continue;
       }
 
@@ -335,7 +364,46 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
   if (first) std::rethrow_exception(first);
 }
 
+void encode_elementwise(const OpAttributes& a, const float* x, int64_t n, float* out, const TaskRunner& runner) {
+  const InputEncoding enc = encoding_of(a);
+  constexpr int64_t kChunk = int64_t{1} << 14;
+  run_tasks(runner, ceil_div(n, kChunk), [&](size_t t) {
+    const int64_t i0 = static_cast<int64_t>(t) * kChunk, m = std::min(kChunk, n - i0);
+    float scale = 0.0f;
+    encode_rows(x + i0, m, 1, m, enc, EncodeTarget::Rescaled, out + i0, m, &scale);
+  });
+}
+
+void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise& noise, const float* var, float* y,
+                     const TaskRunner& runner) {
+  if (!a.conv) {
+    const int64_t R = p.rows, N = p.N;
+    const int64_t per = std::max<int64_t>(1, std::min(R, ceil_div(R, std::max(1, runner.concurrency()))));
+    run_tasks(runner, ceil_div(R, per), [&](size_t t) {
+      const int64_t r0 = static_cast<int64_t>(t) * per, m = std::min(per, R - r0);
+      float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(N));
+      add_read_noise(y + r0 * N, N, var + r0 * N, m, N, noise.key, noise.execution, r0, 0, 0, z);
+    });
+    return;
+  }
+  const int64_t B = p.batch, N = p.N, Ng = p.group_cols, G = p.group, P = p.patch.positions();
+  run_tasks(runner, B * G, [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) / G, h = static_cast<int64_t>(t) % G;
+    float* buf = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(3 * Ng));
+    float* z = buf, *row = buf + Ng, *term = buf + 2 * Ng;
+    const int64_t base = (b * N + h * Ng) * P;
+    for (int64_t q = 0; q < P; ++q) {
+      for (int64_t j = 0; j < Ng; ++j) row[j] = var[base + j * P + q];
+      std::fill(term, term + Ng, 0.0f);
+      add_read_noise(term, Ng, row, 1, Ng, noise.key, noise.execution, (b * G + h) * P + q, 0, h * Ng, z);
+      for (int64_t j = 0; j < Ng; ++j) y[base + j * P + q] += term[j];
+    }
+  });
+}
+
 float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0f : attrs.weight_scale; }
+
+float variance_sigma(const OpAttributes& attrs) { return attrs.read_noise_std * matrix_scale(attrs); }
 
 void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
@@ -363,7 +431,7 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   } else if (a.reads_tiles()) {
     matmul_adc(a, p, matrix, x, bias, y, runner, noise);
   } else {
-    matmul_digital(a, p, matrix, x, bias, y, runner);
+    matmul_digital(a, p, matrix, x, bias, y, runner, noise);
   }
 }
 

@@ -44,6 +44,23 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
 // currents).
 float matrix_scale(const OpAttributes& attrs);
 
+// The sigma to build the read-noise variance matrix with (noise_variance): read_noise_std when
+// the tiles are read (currents), weight_scale * read_noise_std when the layer is one product
+// (the noise term is then added in output units).
+float variance_sigma(const OpAttributes& attrs);
+
+// With a fixed input range (input_range > 0) steps 1-4 and f act on every input element alone
+// (and map the zero padding of conv mode to 0), so the whole X can be encoded once, as the
+// one-product path reads it: out[i] = f(v(x[i])) * input_range / V_max, n elements.
+void encode_elementwise(const OpAttributes& attrs, const float* x, int64_t n, float* out, const TaskRunner& runner);
+
+// Read noise without an ADC when the output's variance is already known: var has Y's layout
+// (plan.y_shape) and holds sum_k x_k^2 (weight_scale sigma)^2 sum_s G'^2 per output; adds
+// sqrt(var) * normal(key; c, q, 0, j') to y. For the engines that compute the two products with
+// onnxruntime's Gemm / Conv (no DAC, no I-V, input_range = 0: the encoded input is x itself).
+void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const ReadNoise& noise, const float* var,
+                     float* y, const TaskRunner& runner);
+
 // y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).

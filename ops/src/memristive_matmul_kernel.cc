@@ -211,6 +211,18 @@ const std::vector<int> kGemmVersions = {13, 11, 9};
 const std::vector<int> kMatMulVersions = {13, 9, 1};
 const std::vector<int> kConvVersions = {22, 11, 1};
 
+// Layers that read no tiles and whose encoded input e(x) is x itself (no DAC, linear I-V,
+// input_range = 0) or a function of each element alone (a fixed input_range: the DAC and f then
+// act element by element, and a conv patch's voltages do not depend on the patch): y is one
+// product of e(X) with weight_scale * D, which onnxruntime's Gemm / Conv compute; read noise
+// without an ADC adds one more product of the same shape, e(X)^2 against
+// (weight_scale sigma)^2 sum_s G'^2 (docs/op-spec.md, step 5), and a Gaussian term per output.
+// With input_range = 0 and a DAC or f, the voltages depend on each vector's (patch's) max |x|:
+// those layers stay on the im2col / OpenBLAS path.
+bool native_product(const OpAttributes& a) {
+  return !a.uses_adc() && (a.input_range > 0.0f || (a.dac_bits == 0 && !a.nonlinear_iv()));
+}
+
 // Engine choice thresholds for the encoded / ADC modes (see engine_for).
 constexpr int64_t kNarrowGroup = 4;
 constexpr int64_t kMinBatchedRows = 256;
@@ -227,7 +239,7 @@ void MemristiveMatMulKernel::create_native_ops(const OrtKernelInfo* info) {
   }
   std::string error;
   // Not every engine is used by every node; creating the few an attribute set can use is cheap.
-  const bool ideal = !attrs_.uses_adc() && !attrs_.encodes_input();
+  const bool ideal = native_product(attrs_);
   if (!attrs_.conv && ideal) {
     using K = NativeAttr::Kind;
     const std::vector<NativeAttr> gemm_attrs = {{"transA", {0}, K::Int, 0.0f},
@@ -290,7 +302,7 @@ std::string MemristiveMatMulKernel::where() const {
 }
 
 MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPlan& plan) const {
-  const bool ideal = !attrs_.uses_adc() && !attrs_.encodes_input();
+  const bool ideal = native_product(attrs_);
   if (ideal) {
     // Conv availability is per pads; run_native_ideal falls back itself when it has no op.
     if (attrs_.conv ? info_copy_ != nullptr && !conv_failed_ : gemm_ != nullptr) return Engine::NativeIdeal;
@@ -329,7 +341,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     }
     if (attrs_.read_noise()) {
       p->variance.resize(static_cast<size_t>(K * N));
-      noise_variance(g, S, K, N, attrs_.read_noise_std, p->variance.data());
+      noise_variance(g, S, K, N, variance_sigma(attrs_), p->variance.data());
     }
     p->matrix.resize(static_cast<size_t>(K * N));
     effective_matrix(g, S, K, N, attrs_.g_ref, matrix_scale(attrs_), p->matrix.data());
@@ -343,6 +355,14 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
         p->nchwc = nchwc;
         p->nchwc_filter.resize(nchwc_filter_floats(nchwc, kernel_size));
         pack_nchwc_filter(nchwc, p->weights.data(), kernel_size, p->nchwc_filter.data());
+      }
+      if (!p->variance.empty()) {
+        p->variance_weights.resize(p->variance.size());
+        for (int64_t k = 0; k < K; ++k) {
+          for (int64_t n = 0; n < N; ++n) {
+            p->variance_weights[static_cast<size_t>(n * K + k)] = p->variance[static_cast<size_t>(k * N + n)];
+          }
+        }
       }
     }
     if (engine == Engine::NativeBatched) {
@@ -360,6 +380,9 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
+    if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() && p.variance_weights.empty()) {
+      return false;
+    }
     if (engine == Engine::NativeBatched) {
       // The geometry depends on G's shape only (and the group), which the source key covers,
       // unless the packing was made for another engine.
@@ -379,56 +402,82 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
 
 bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
                                               const Packed& packed, const OrtValue* x, const OrtValue* bias,
-                                              float* y) {
+                                              float* y, const ReadNoise* noise) {
   const int64_t K = plan.K, N = plan.N;
   const float* x_data = tensor_data(api_, x);
   const float* bias_data = plan.has_bias ? tensor_data(api_, bias) : nullptr;
-  if (!attrs_.conv) {
-    TensorRef a(api_, cpu_, x_data, {plan.rows, K});
-    TensorRef b(api_, cpu_, packed.matrix.data(), {K, N});
-    TensorRef out(api_, cpu_, y, {plan.rows, N});
-    std::unique_ptr<TensorRef> c;
-    if (bias_data) c.reset(new TensorRef(api_, cpu_, bias_data, {N}));
-    const OrtValue* in[] = {a.get(), b.get(), c ? c->get() : nullptr};
-    OrtValue* outs[] = {out.get()};
-    gemm_->invoke(context, in, 3, outs, 1);  // an absent C as a null input
-    return false;
-  }
-  // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
+  const bool noisy = noise && noise->variance && attrs_.read_noise();
+  const bool encode = attrs_.encodes_input() && attrs_.input_range > 0.0f;
   const TensorView xv = tensor_view(api_, x);
-  const std::vector<int64_t> spatial(xv.shape.begin() + 2, xv.shape.end());
-  const ConvSpatial geo = conv_output_geometry(spatial, attrs_.kernel_shape, attrs_.strides, attrs_.pads,
-                                               attrs_.dilations, attrs_.auto_pad);
-  ConvPads pads = geo.pad_begin;
-  pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
-  if (packed.nchwc.applies() && nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data,
-                                           pads, plan.y_shape, y)) {
-    return true;
-  }
-  if (nchwc_required()) {
-    throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
-                  (nchwc_ && !nchwc_->error().empty() ? ": " + nchwc_->error()
-                                                       : std::string(" (no NCHWc variant for these channels)")));
-  }
+  int64_t x_count = 1, y_count = 1;
+  for (int64_t d : xv.shape) x_count *= d;
+  for (int64_t d : plan.y_shape) y_count *= d;
   const NativeOp* conv = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    conv = conv_op_for(pads);
+  if (attrs_.conv) {
+    // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
+    const std::vector<int64_t> spatial(xv.shape.begin() + 2, xv.shape.end());
+    const ConvSpatial geo = conv_output_geometry(spatial, attrs_.kernel_shape, attrs_.strides, attrs_.pads,
+                                                 attrs_.dilations, attrs_.auto_pad);
+    ConvPads pads = geo.pad_begin;
+    pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
+    // The NCHWc kernels run the plain product of X itself (they also apply the activation).
+    const bool plain = !noisy && !encode;
+    if (plain && packed.nchwc.applies() &&
+        nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data, pads, plan.y_shape, y)) {
+      return true;
+    }
+    if (plain && nchwc_required()) {
+      throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
+                    (nchwc_ && !nchwc_->error().empty() ? ": " + nchwc_->error()
+                                                         : std::string(" (no NCHWc variant for these channels)")));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      conv = conv_op_for(pads);
+    }
+    if (!conv) {
+      if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
+      run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context), noise);
+      return false;
+    }
   }
-  if (!conv) {
-    if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
-    run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context));
-    return false;
+  // out = in * kn (+ bias): Gemm in matmul mode (kn is [K, N]), Conv in conv mode (nk, [N, K]).
+  auto product = [&](const float* in, const float* kn, const float* nk, const float* b, float* out) {
+    std::unique_ptr<TensorRef> c;
+    if (b) c.reset(new TensorRef(api_, cpu_, b, {N}));
+    TensorRef result(api_, cpu_, out, attrs_.conv ? plan.y_shape : std::vector<int64_t>{plan.rows, N});
+    OrtValue* outs[] = {result.get()};
+    if (!attrs_.conv) {
+      TensorRef a(api_, cpu_, in, {plan.rows, K});
+      TensorRef w(api_, cpu_, kn, {K, N});
+      const OrtValue* ins[] = {a.get(), w.get(), c ? c->get() : nullptr};
+      gemm_->invoke(context, ins, 3, outs, 1);  // an absent C as a null input
+      return;
+    }
+    std::vector<int64_t> w_shape = {N, plan.patch.channels};
+    w_shape.insert(w_shape.end(), attrs_.kernel_shape.begin(), attrs_.kernel_shape.end());
+    TensorRef a(api_, cpu_, in, xv.shape);
+    TensorRef w(api_, cpu_, nk, w_shape);
+    const OrtValue* ins[] = {a.get(), w.get(), c ? c->get() : nullptr};
+    conv->invoke(context, ins, 3, outs, 1);  // an absent B as a null input
+  };
+  ContextScratch scratch(api_, context, cpu_,
+                         static_cast<size_t>((encode ? x_count : 0) + (noisy ? x_count + y_count : 0)));
+  float* next = scratch.data();
+  if (encode) {
+    // A fixed input range: every element encoded once (not once per conv patch it belongs to).
+    encode_elementwise(attrs_, x_data, x_count, next, OrtTaskRunner(api_, context));
+    x_data = next;
+    next += x_count;
   }
-  std::vector<int64_t> w_shape = {N, plan.patch.channels};
-  w_shape.insert(w_shape.end(), attrs_.kernel_shape.begin(), attrs_.kernel_shape.end());
-  TensorRef w(api_, cpu_, packed.weights.data(), w_shape);
-  TensorRef out(api_, cpu_, y, plan.y_shape);
-  std::unique_ptr<TensorRef> c;
-  if (bias_data) c.reset(new TensorRef(api_, cpu_, bias_data, {N}));
-  const OrtValue* in[] = {x, w.get(), c ? c->get() : nullptr};
-  OrtValue* outs[] = {out.get()};
-  conv->invoke(context, in, 3, outs, 1);  // an absent B as a null input
+  product(x_data, packed.matrix.data(), packed.weights.data(), bias_data, y);
+  if (!noisy) return false;
+  // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
+  float* sq = next;
+  float* var = sq + x_count;
+  for (int64_t i = 0; i < x_count; ++i) sq[i] = x_data[i] * x_data[i];
+  product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
+  add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
   return false;
 }
 
@@ -463,7 +512,9 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
   const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
   NchwcPlan nchwc;
-  if (engine == Engine::NativeIdeal && nchwc_) nchwc = nchwc_->plan(context, plan.channels, plan.N);
+  // NCHWc runs only the plain product of X (run_native_ideal): no read noise, no encoding.
+  const bool plain = !attrs_.read_noise() && !(attrs_.encodes_input() && attrs_.input_range > 0.0f);
+  if (engine == Engine::NativeIdeal && plain && nchwc_) nchwc = nchwc_->plan(context, plan.channels, plan.N);
   const auto packed = packed_for(g_data, g.shape, plan, engine, time, nchwc);
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
@@ -476,7 +527,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   bool activated = false;
   switch (engine) {
     case Engine::NativeIdeal:
-      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y);
+      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y, &noise);
       break;
     case Engine::NativeBatched: {
       const TileGeometry& geo = packed->geometry;

@@ -18,6 +18,7 @@
 #include "nchwc_conv.h"
 #include "op_attributes.h"
 #include "ort_native.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 
@@ -51,7 +52,8 @@ class MemristiveMatMulKernel {
     std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
     TileGeometry geometry;       // of `batched`
     double time = 0.0;           // the drift time the matrices were packed for
-    std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise)
+    std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise; sigma scaled, variance_sigma)
+    std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
   };
@@ -65,7 +67,7 @@ class MemristiveMatMulKernel {
                                            const NchwcPlan& nchwc);
   // True when the activation attribute has been applied too.
   bool run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
-                        const OrtValue* x, const OrtValue* bias, float* y);
+                        const OrtValue* x, const OrtValue* bias, float* y, const ReadNoise* noise);
   std::string where() const;
 
   const OrtApi& api_;

@@ -53,8 +53,9 @@ struct OpAttributes {
   }
   bool nonlinear_iv() const { return iv_b > 0.0f; }
   bool read_noise() const { return read_noise_std > 0.0f; }
-  // Each row tile's currents are formed separately (ADC per read, or noise per read).
-  bool reads_tiles() const { return uses_adc() || read_noise(); }
+  // Each row tile's currents are formed separately (an ADC per read). Read noise alone does not
+  // need it: without an ADC the spec draws one term per vector and column over all K rows.
+  bool reads_tiles() const { return uses_adc(); }
 };
 
 // Read access to a node's attributes, so parsing can be tested without onnxruntime. Each getter

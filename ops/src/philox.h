@@ -45,19 +45,24 @@ MEMCC_HD inline Words philox4x32_10(Words ctr, uint32_t k0, uint32_t k1) {
 MEMCC_HD inline uint32_t key_lo(uint64_t key) { return static_cast<uint32_t>(key); }
 MEMCC_HD inline uint32_t key_hi(uint64_t key) { return static_cast<uint32_t>(key >> 32); }
 
-// Box–Muller on the first two words: u = (x + 0.5) / 2^32 lies strictly inside (0, 1).
-MEMCC_HD inline double box_muller(uint32_t x0, uint32_t x1) {
+// Box–Muller on two words: u = (x + 0.5) / 2^32 lies strictly inside (0, 1); `which` 0 gives the
+// cos branch, 1 the sin branch.
+MEMCC_HD inline double box_muller(uint32_t x0, uint32_t x1, int which = 0) {
   const double two_pi = 6.283185307179586476925286766559;
   const double u1 = (static_cast<double>(x0) + 0.5) * 0x1p-32;
   const double u2 = (static_cast<double>(x1) + 0.5) * 0x1p-32;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2);
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  return which == 0 ? r * std::cos(two_pi * u2) : r * std::sin(two_pi * u2);
 }
 
-// normal(key; c0, c1, c2, c3), scalar and in double: the definition the batched generator
-// (counter_normal.h) is tested against.
+// normal(key; c0, c1, c2, c3), scalar and in double: Philox of (c0, c1, c2, c3 / 4) yields four
+// normals (two Box–Muller pairs), of which this is number c3 mod 4. The definition the batched
+// generator (counter_normal.h) is tested against.
 MEMCC_HD inline double normal(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
-  const Words x = philox4x32_10(Words{{c0, c1, c2, c3}}, key_lo(key), key_hi(key));
-  return box_muller(x.w[0], x.w[1]);
+  const Words x = philox4x32_10(Words{{c0, c1, c2, c3 >> 2}}, key_lo(key), key_hi(key));
+  const uint32_t lane = c3 & 3u;
+  return lane < 2 ? box_muller(x.w[0], x.w[1], static_cast<int>(lane))
+                  : box_muller(x.w[2], x.w[3], static_cast<int>(lane - 2));
 }
 
 }  // namespace philox

@@ -149,12 +149,12 @@ static void add_scaled_noise(float* currents, const float* variance, const float
   }
 }
 
-void add_read_noise(float* currents, const float* variance, int64_t m, int64_t nc, uint64_t key,
+void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t m, int64_t nc, uint64_t key,
                     uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z) {
   for (int64_t i = 0; i < m; ++i) {
     counter_normals(key, static_cast<uint32_t>(execution), static_cast<uint32_t>(q0 + i), static_cast<uint32_t>(r),
                     static_cast<uint32_t>(j0), nc, z);
-    add_scaled_noise(currents + i * nc, variance + i * nc, z, nc);
+    add_scaled_noise(currents + i * ldc, variance + i * nc, z, nc);
   }
 }
 

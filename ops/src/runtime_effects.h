@@ -41,10 +41,11 @@ struct ReadNoise {
   uint64_t execution = 0;
 };
 
-// Adds the noise term to m reads of nc columns (currents[i * nc + j], i < m): variance[i * nc + j]
+// Adds the noise term to m reads of nc columns (currents[i * ldc + j], i < m): variance[i * nc + j]
 // is sum_k f(v_k)^2 sigma^2 sum_s G'^2 of that read, and the normal is
-// normal(key; c, q0 + i, r, j0 + j). `z` holds nc floats.
-void add_read_noise(float* currents, const float* variance, int64_t m, int64_t nc, uint64_t key,
+// normal(key; c, q0 + i, r, j0 + j) (r = 0 for the one term per column without an ADC).
+// `z` holds nc floats.
+void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t m, int64_t nc, uint64_t key,
                     uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z);
 
 }  // namespace memcc

@@ -87,7 +87,7 @@ std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector
     std::vector<double> I(static_cast<size_t>(n), 0.0);
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t k = r0; k < std::min(K, r0 + tr); ++k) I[j] += v[k] * D[k * N + c_begin + j];
-      if (noise.var) {
+      if (noise.var && a.adc_bits > 0) {
         double var = 0;
         for (int64_t k = r0; k < std::min(K, r0 + tr); ++k) var += v[k] * v[k] * (*noise.var)[k * N + c_begin + j];
         const double z = memcc::philox::normal(static_cast<uint64_t>(a.noise_seed), uint32_t(noise.c),
@@ -103,6 +103,16 @@ std::vector<double> naive_vector(const memcc::OpAttributes& a, const std::vector
       }
     }
     for (int64_t j = 0; j < n; ++j) acc[j] += I[j];
+  }
+  if (noise.var && a.adc_bits == 0) {
+    // No ADC: one term per column with the variance over all K rows, z = normal(key; c, q, 0, j').
+    for (int64_t j = 0; j < n; ++j) {
+      double var = 0;
+      for (int64_t k = 0; k < K; ++k) var += v[k] * v[k] * (*noise.var)[k * N + c_begin + j];
+      const double z = memcc::philox::normal(static_cast<uint64_t>(a.noise_seed), uint32_t(noise.c),
+                                             uint32_t(noise.q), 0u, uint32_t(c_begin + j));
+      acc[j] += std::sqrt(var) * z;
+    }
   }
   for (int64_t j = 0; j < n; ++j) y[j] = acc[j] * a.weight_scale * s / a.max_input_voltage;
   return y;

@@ -42,7 +42,7 @@ Packed pack(const OpAttributes& a, const LayerPlan& p, const std::vector<float>&
   effective_matrix(drifted.data(), p.S, p.K, p.N, a.g_ref, matrix_scale(a), out.matrix.data());
   if (a.read_noise()) {
     out.variance.resize(out.matrix.size());
-    noise_variance(drifted.data(), p.S, p.K, p.N, a.read_noise_std, out.variance.data());
+    noise_variance(drifted.data(), p.S, p.K, p.N, variance_sigma(a), out.variance.data());
   }
   return out;
 }
@@ -76,8 +76,9 @@ TEST(effects_philox_known_answers) {
 TEST(effects_counter_normals_match_scalar) {
   // Several keys (one above 2^32) and a last counter word that wraps around 2^32.
   for (uint64_t key : {uint64_t{0}, uint64_t{7}, uint64_t{0x1234567890ull}}) {
-    for (uint32_t start : {0u, 0xfffffff0u}) {
-      const int64_t n = 5000;
+    // Starts at every lane of a Philox group, counts that end mid-group.
+    for (uint32_t start : {0u, 1u, 2u, 3u, 0xfffffff0u, 0xfffffff3u}) {
+      const int64_t n = 5001;
       std::vector<float> z(n);
       counter_normals(key, 3u, 11u, 2u, start, n, z.data());
       for (int64_t i = 0; i < n; ++i) {
@@ -86,6 +87,17 @@ TEST(effects_counter_normals_match_scalar) {
       }
     }
   }
+}
+
+TEST(effects_normal_groups_of_four) {
+  // One Philox call per four consecutive last-counter values: cos and sin of two Box-Muller pairs.
+  const philox::Words x = philox::philox4x32_10(philox::Words{{1u, 2u, 3u, 10u}}, 9u, 0u);
+  const double two_pi = 6.283185307179586476925286766559;
+  auto u = [](uint32_t w) { return (static_cast<double>(w) + 0.5) * 0x1p-32; };
+  const double r1 = std::sqrt(-2.0 * std::log(u(x.w[0]))), r2 = std::sqrt(-2.0 * std::log(u(x.w[2])));
+  const double want[4] = {r1 * std::cos(two_pi * u(x.w[1])), r1 * std::sin(two_pi * u(x.w[1])),
+                          r2 * std::cos(two_pi * u(x.w[3])), r2 * std::sin(two_pi * u(x.w[3]))};
+  for (uint32_t l = 0; l < 4; ++l) CHECK_NEAR(philox::normal(9u, 1u, 2u, 3u, 40u + l), want[l], 1e-12);
 }
 
 TEST(effects_normal_moments) {
@@ -286,7 +298,8 @@ TEST(effects_attributes_checked) {
   CHECK_THROWS(parse("drift_nu_std", -0.1f), "'drift_nu_std' must be >= 0");
   CHECK_THROWS(parse("drift_t0", 0.0f), "'drift_t0' must be > 0");
   const OpAttributes a = parse("read_noise_std", 0.1f);
-  CHECK(a.read_noise() && a.reads_tiles() && a.encodes_input() && !a.uses_adc());
+  // Without an ADC read noise is one term per vector and column: the one-product path.
+  CHECK(a.read_noise() && !a.reads_tiles() && a.encodes_input() && !a.uses_adc());
   const OpAttributes b = parse("drift_nu", 0.1f);
   CHECK(!b.encodes_input() && !b.reads_tiles() && drift_enabled(b));
 }
