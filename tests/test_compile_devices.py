@@ -293,3 +293,13 @@ def test_default_d2d_variability(small):
     assert np.all(sampled.r_on == 50.0) and np.std(sampled.r_off) > 0
     # the ideal device has none by default
     assert not compile_with_report(model, device="ideal")[1].programming["stochastic"]
+
+
+def test_wide_d2d_spread_keeps_r_on_below_r_off(small):
+    """Even a 50 % spread cannot make a device's r_on exceed its r_off."""
+    from memcc.passes import CompileOptions
+
+    device = CompileOptions(device="vteam", d2d_std=0.5).validated().make_device().sample(20000, seed=3)
+    assert np.all(device.r_on < device.r_off)
+    model, _ = small
+    memcc.compile(model, device="vteam", d2d_std=0.5)  # no "r_on must be smaller than r_off"

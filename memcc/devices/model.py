@@ -231,8 +231,9 @@ class DeviceModel:
         """A copy whose fixed r_on and r_off become clipped normals of relative std `rel_std`.
 
         Parameters named in `keep` (set explicitly by the user) and parameters that already are
-        distributions are left alone. The clip at ±3 std keeps r_on below r_off for the windows
-        of memcc's models.
+        distributions are left alone. Samples are clipped at ±3 std, and never past the geometric
+        mean of the nominal r_on and r_off, so that every device keeps r_on < r_off however wide
+        the spread.
         """
         if rel_std < 0 or not np.isfinite(rel_std):
             raise ConfigError(f"d2d_std must be a finite number >= 0, got {rel_std!r}")
@@ -240,14 +241,21 @@ class DeviceModel:
             return self
         from memcc.devices.parameters import Distribution
 
+        nominal = {n: self._values.get(n) for n in ("r_on", "r_off")}
+        middle = None
+        if all(isinstance(v, (int, float, np.integer, np.floating)) for v in nominal.values()):
+            middle = float(np.sqrt(float(nominal["r_on"]) * float(nominal["r_off"])))
         changed = {}
-        for name in ("r_on", "r_off"):
-            value = self._values.get(name)
+        for name, value in nominal.items():
             if name in keep or isinstance(value, (Distribution, np.ndarray)) or value is None:
                 continue
             mean = float(value)
-            spread = 3 * rel_std * mean
-            changed[name] = Distribution(mean, rel_std * mean, max(mean - spread, 1e-3 * mean), mean + spread)
+            low, high = max(mean - 3 * rel_std * mean, 1e-3 * mean), mean + 3 * rel_std * mean
+            if middle is not None and name == "r_on":
+                high = min(high, middle)
+            if middle is not None and name == "r_off":
+                low = max(low, middle)
+            changed[name] = Distribution(mean, rel_std * mean, low, high)
         return self.replace(**changed) if changed else self
 
     def describe(self) -> list[tuple[str, str, str, str]]:
