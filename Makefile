@@ -10,7 +10,7 @@ BIN    := $(abspath $(VENV))/bin
 TORCH  ?= torch==2.13.0
 JOBS   ?= 2
 
-.PHONY: demo test install install-test cpp-test sanitize bench clean
+.PHONY: demo test install install-test cpp-test sanitize bench study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ test: install-test cpp-test
 
 bench: install-test
 	$(BIN)/python benchmarks/bench_cpu.py
+	$(BIN)/python benchmarks/bench_nonidealities.py
+	$(BIN)/python benchmarks/bench_programming.py
+
+# The MemTorch Fig. 7 studies (docs/memtorch-fig7.md); needs Debian's dataset-fashion-mnist.
+study: install-test
+	$(BIN)/python examples/reproduce_memtorch_fig7.py --jobs $(JOBS)
 
 clean:
 	rm -rf build out $(VENV)
