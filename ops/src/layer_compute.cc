@@ -1,6 +1,7 @@
 #include "layer_compute.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <mutex>
 
@@ -21,6 +22,8 @@ constexpr int64_t kMinTaskFlops = int64_t{1} << 20;
 constexpr int64_t kScratchFloats = int64_t{1} << 20;
 // OpenBLAS's float micro-kernels are 16 columns wide on AVX-512; blocks on that grid waste none.
 constexpr int64_t kColumnAlign = 16;
+// Columns per sgemm call of the matmul ADC path (a whole number of column tiles).
+constexpr int64_t kMaxCallCols = 512;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -175,6 +178,30 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
       tn.execution = noise->execution;
       tn.q0 = r0;
     }
+    if (!noise) {
+      // One sgemm per row tile over a run of column tiles (OpenBLAS packs the block's inputs
+      // once per call, not once per 128 columns), then the ADC per column tile on its slice.
+      const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
+      float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
+      float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
+      for (int64_t t0 = g * tiles_per_group; t0 < tile_end; t0 += per_call) {
+        const int64_t c0 = t0 * tc;
+        const int64_t t1 = std::min(tile_end, t0 + per_call);
+        const int64_t w = std::min(t1 * tc, N) - c0;
+        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch);
+        for (int64_t i = 0; i < m; ++i) {
+          const float f = output_factor(a, scale[i]);
+          const float* ar = wide_acc + i * w;
+          float* yr = y + (r0 + i) * N + c0;
+          if (bias) {
+            for (int64_t j = 0; j < w; ++j) yr[j] = ar[j] * f + bias[c0 + j];
+          } else {
+            for (int64_t j = 0; j < w; ++j) yr[j] = ar[j] * f;
+          }
+        }
+      }
+      return;
+    }
     for (int64_t tile = g * tiles_per_group; tile < tile_end; ++tile) {
       const int64_t c0 = tile * tc;
       const int64_t nc = std::min(tc, N - c0);
@@ -218,10 +245,50 @@ void gemm_weights_t(int64_t M, int64_t n, int64_t K, const float* W, int64_t ldw
   }
 }
 
+// mx[i] = max over c < channels of |x[c * n + i]|.
+MEMCC_SIMD_CLONES
+void channel_abs_max(const float* x, int64_t channels, int64_t n, float* mx) {
+  // Starts at 0 and keeps the old value when |x| is NaN, as encode_columns' own scan does.
+  std::fill(mx, mx + n, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* xc = x + c * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = std::fabs(xc[i]);
+      mx[i] = mx[i] < v ? v : mx[i];
+    }
+  }
+}
+
+// out[i] = max(out[i], w[i]) (both non-negative).
+MEMCC_SIMD_CLONES
+void max_into(float* out, const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = out[i] < w[i] ? w[i] : out[i];
+}
+
 // y[q] = y[q] * f[q] + b (step 8 and the bias); a loop of its own so that it vectorises.
 MEMCC_SIMD_CLONES
 void scale_add(float* y, const float* f, float b, int64_t n) {
   for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
+}
+
+// s_p = max |x| over the patch of every position p of one image and group, without reading the
+// patch matrix: the max over channels of |x| per input pixel (one pass over the image), then
+// the max of that one-channel image over each kernel window (im2col of it, ksize rows). Exact
+// (max is), and about channels times cheaper than the pass over the patches. Writes P floats
+// to out; false when the scratch would be larger than the patches (then the caller scans them).
+bool patch_maxima(const float* xg, const Im2colShape& shape, float* out) {
+  const int64_t ks = shape.kernel_size(), P = shape.positions(), n = shape.input_size();
+  if (shape.channels < 4 || ks * P + n > shape.channels * ks * P / 2) return false;
+  float* buf = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n + ks * P));
+  float* mx = buf;
+  float* win = buf + n;
+  channel_abs_max(xg, shape.channels, n, mx);
+  Im2colShape one = shape;
+  one.channels = 1;
+  im2col_columns(mx, one, 0, P, win, P);
+  std::copy(win, win + P, out);
+  for (int64_t k = 1; k < ks; ++k) max_into(out, win + k * P, P);
+  return true;
 }
 
 bool is_pointwise(const Im2colShape& s) {
@@ -286,7 +353,8 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         continue;
       }
 
-      encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt);
+      const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
+      encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt, scale_given);
       for (int64_t q = 0; q < cnt; ++q) factor[q] = output_factor(a, scale[q]);
       if (!noise) {
         // Tile reads in [column, position] order: Y's layout comes out directly and the ADC runs

@@ -9,10 +9,6 @@
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 namespace memcc {
 namespace {
 
@@ -84,22 +80,32 @@ void encode_vector(const float* x, int64_t K, float inv_s, float levels, float m
 
 }  // namespace
 
+namespace {
+// GCC vector extensions: 8 floats, lowered to two SSE registers in the default clone and one
+// ymm register in the AVX2 clone (intrinsics would pin one width for both).
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+}  // namespace
+
+MEMCC_SIMD_CLONES
 float max_abs(const float* a, int64_t n) {
-  int64_t i = 0;
-  float m = 0.0f;
-#if defined(__SSE2__)
   // Two independent vector chains; GCC does not vectorise a float max reduction by itself
-  // without -ffast-math.
-  const __m128 sign = _mm_set1_ps(-0.0f);
-  __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
-  for (; i + 8 <= n; i += 8) {
-    m0 = _mm_max_ps(m0, _mm_andnot_ps(sign, _mm_loadu_ps(a + i)));
-    m1 = _mm_max_ps(m1, _mm_andnot_ps(sign, _mm_loadu_ps(a + i + 4)));
+  // without -ffast-math. (x > m ? x : m keeps m when x is NaN, like the scalar tail.)
+  const V8i mag = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                   0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+  V8f m0 = {}, m1 = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    V8i u0, u1;
+    std::memcpy(&u0, a + i, sizeof u0);
+    std::memcpy(&u1, a + i + 8, sizeof u1);
+    const V8f x0 = reinterpret_cast<V8f>(u0 & mag);
+    const V8f x1 = reinterpret_cast<V8f>(u1 & mag);
+    m0 = x0 > m0 ? x0 : m0;
+    m1 = x1 > m1 ? x1 : m1;
   }
-  alignas(16) float lanes[4];
-  _mm_store_ps(lanes, _mm_max_ps(m0, m1));
-  m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
-#endif
+  float m = 0.0f;
+  for (int l = 0; l < 8; ++l) m = std::max(m, std::max(m0[l], m1[l]));
   for (; i < n; ++i) m = std::max(m, std::fabs(a[i]));
   return m;
 }
@@ -136,19 +142,6 @@ void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, 
   }
 }
 
-MEMCC_SIMD_CLONES
-void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
-                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
-  if (m <= 0) return;
-  const int64_t t = quantile_index(m, overflow_rate);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* a = reads + r * ld_reads;
-    const double delta = adc_step(read_full_scale(a, m, t, scratch), bits);
-    if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
-    quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
-  }
-}
-
 namespace {
 
 inline uint32_t float_bits(float f) {
@@ -180,6 +173,23 @@ inline bool fast_step(float Q, int bits, float* delta, float* inv) {
 }
 
 }  // namespace
+
+MEMCC_SIMD_CLONES
+void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
+                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
+  if (m <= 0) return;
+  const int64_t t = quantile_index(m, overflow_rate);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = reads + r * ld_reads;
+    const float Q = read_full_scale(a, m, t, scratch);
+    float d = 0.0f, inv = 0.0f;
+    // The step from the exponent field when it is normal (the common case), frexp otherwise.
+    const double delta = fast_step(Q, bits, &d, &inv) ? static_cast<double>(d) : adc_step(Q, bits);
+    if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
+    quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
+  }
+}
+
 
 MEMCC_SIMD_CLONES
 void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_t ld_reads, int bits,
@@ -292,11 +302,11 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
 
 MEMCC_SIMD_CLONES
 void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
-                    EncodeTarget target, float* scale, float* scratch) {
+                    EncodeTarget target, float* scale, float* scratch, bool scale_given) {
   if (count <= 0) return;
   if (enc.input_range > 0.0f) {
     std::fill(scale, scale + count, enc.input_range);
-  } else {
+  } else if (!scale_given) {
     std::fill(scale, scale + count, 0.0f);
     for (int64_t k = 0; k < K; ++k) {
       const float* row = col + k * ldc;
