@@ -62,6 +62,73 @@ void fill_rows(float* y, int64_t rows, int64_t cols, int64_t ld, const float* bi
   }
 }
 
+// y[q] = y[q] * f[q] + b (step 8 and the bias); a loop of its own so that it vectorises.
+// With relu, also step 9's ReLU (NaN stays NaN), saving the kernel's pass over Y.
+MEMCC_SIMD_CLONES
+void scale_add(float* y, const float* f, float b, int64_t n, bool relu) {
+  if (relu) {
+    for (int64_t q = 0; q < n; ++q) {
+      const float v = y[q] * f[q] + b;
+      y[q] = v < 0.0f ? 0.0f : v;
+    }
+  } else {
+    for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
+  }
+}
+
+// y[j] = a[j] * f + b[j] (b may be null), then ReLU when relu.
+MEMCC_SIMD_CLONES
+void scale_row(float* y, const float* a, float f, const float* b, int64_t n, bool relu) {
+  if (b) {
+    for (int64_t j = 0; j < n; ++j) y[j] = a[j] * f + b[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) y[j] = a[j] * f;
+  }
+  if (relu) {
+    for (int64_t j = 0; j < n; ++j) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+  }
+}
+
+// mx[i] = max over c < channels of |x[c * n + i]|.
+MEMCC_SIMD_CLONES
+void channel_abs_max(const float* x, int64_t channels, int64_t n, float* mx) {
+  // Starts at 0 and keeps the old value when |x| is NaN, as encode_columns' own scan does.
+  std::fill(mx, mx + n, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* xc = x + c * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = std::fabs(xc[i]);
+      mx[i] = mx[i] < v ? v : mx[i];
+    }
+  }
+}
+
+// out[i] = max(out[i], w[i]) (both non-negative).
+MEMCC_SIMD_CLONES
+void max_into(float* out, const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = out[i] < w[i] ? w[i] : out[i];
+}
+
+// s_p = max |x| over the patch of every position p of one image and group, without reading the
+// patch matrix: the max over channels of |x| per input pixel (one pass over the image), then
+// the max of that one-channel image over each kernel window (im2col of it, ksize rows). Exact
+// (max is), and about channels times cheaper than the pass over the patches. Writes P floats
+// to out; false when the scratch would be larger than the patches (then the caller scans them).
+bool patch_maxima(const float* xg, const Im2colShape& shape, float* out) {
+  const int64_t ks = shape.kernel_size(), P = shape.positions(), n = shape.input_size();
+  if (shape.channels < 4 || ks * P + n > shape.channels * ks * P / 2) return false;
+  float* buf = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n + ks * P));
+  float* mx = buf;
+  float* win = buf + n;
+  channel_abs_max(xg, shape.channels, n, mx);
+  Im2colShape one = shape;
+  one.channels = 1;
+  im2col_columns(mx, one, 0, P, win, P);
+  std::copy(win, win + P, out);
+  for (int64_t k = 1; k < ks; ++k) max_into(out, win + k * P, P);
+  return true;
+}
+
 struct Split {
   int64_t row_blocks = 1, rows_per = 0, col_blocks = 1, cols_per = 0;
 };
@@ -134,6 +201,7 @@ void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, c
 
 void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const float* x,
                 const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise path
   const int64_t R = p.rows, K = p.K, N = p.N;
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, N) : N;
   const int64_t col_tiles = ceil_div(N, tc);
@@ -191,13 +259,7 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
         tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch);
         for (int64_t i = 0; i < m; ++i) {
           const float f = output_factor(a, scale[i]);
-          const float* ar = wide_acc + i * w;
-          float* yr = y + (r0 + i) * N + c0;
-          if (bias) {
-            for (int64_t j = 0; j < w; ++j) yr[j] = ar[j] * f + bias[c0 + j];
-          } else {
-            for (int64_t j = 0; j < w; ++j) yr[j] = ar[j] * f;
-          }
+          scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
         }
       }
       return;
@@ -245,52 +307,6 @@ void gemm_weights_t(int64_t M, int64_t n, int64_t K, const float* W, int64_t ldw
   }
 }
 
-// mx[i] = max over c < channels of |x[c * n + i]|.
-MEMCC_SIMD_CLONES
-void channel_abs_max(const float* x, int64_t channels, int64_t n, float* mx) {
-  // Starts at 0 and keeps the old value when |x| is NaN, as encode_columns' own scan does.
-  std::fill(mx, mx + n, 0.0f);
-  for (int64_t c = 0; c < channels; ++c) {
-    const float* xc = x + c * n;
-    for (int64_t i = 0; i < n; ++i) {
-      const float v = std::fabs(xc[i]);
-      mx[i] = mx[i] < v ? v : mx[i];
-    }
-  }
-}
-
-// out[i] = max(out[i], w[i]) (both non-negative).
-MEMCC_SIMD_CLONES
-void max_into(float* out, const float* w, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = out[i] < w[i] ? w[i] : out[i];
-}
-
-// y[q] = y[q] * f[q] + b (step 8 and the bias); a loop of its own so that it vectorises.
-MEMCC_SIMD_CLONES
-void scale_add(float* y, const float* f, float b, int64_t n) {
-  for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
-}
-
-// s_p = max |x| over the patch of every position p of one image and group, without reading the
-// patch matrix: the max over channels of |x| per input pixel (one pass over the image), then
-// the max of that one-channel image over each kernel window (im2col of it, ksize rows). Exact
-// (max is), and about channels times cheaper than the pass over the patches. Writes P floats
-// to out; false when the scratch would be larger than the patches (then the caller scans them).
-bool patch_maxima(const float* xg, const Im2colShape& shape, float* out) {
-  const int64_t ks = shape.kernel_size(), P = shape.positions(), n = shape.input_size();
-  if (shape.channels < 4 || ks * P + n > shape.channels * ks * P / 2) return false;
-  float* buf = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n + ks * P));
-  float* mx = buf;
-  float* win = buf + n;
-  channel_abs_max(xg, shape.channels, n, mx);
-  Im2colShape one = shape;
-  one.channels = 1;
-  im2col_columns(mx, one, 0, P, win, P);
-  std::copy(win, win + P, out);
-  for (int64_t k = 1; k < ks; ++k) max_into(out, win + k * P, P);
-  return true;
-}
-
 bool is_pointwise(const Im2colShape& s) {
   for (int d = 0; d < 3; ++d) {
     if (s.kernel[d] != 1 || s.stride[d] != 1 || s.pad_begin[d] != 0 || s.out[d] != s.in[d]) return false;
@@ -300,6 +316,7 @@ bool is_pointwise(const Im2colShape& s) {
 
 void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
                 const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise ADC path
   const int64_t B = p.batch, N = p.N, Kg = p.K, Ng = p.group_cols, G = p.group;
   const int64_t P = p.patch.positions(), in_size = p.patch.input_size(), Cg = p.patch.channels;
   const bool adc = a.reads_tiles();
@@ -368,7 +385,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           for (int64_t j = 0; j < nc; ++j) {
             float* yr = yb + (c0 + j) * P;
             const float bj = bias_g ? bias_g[c0 + j] : 0.0f;
-            scale_add(yr, factor, bj, cnt);
+            scale_add(yr, factor, bj, cnt, relu);
           }
         }
         continue;
@@ -429,12 +446,12 @@ void run_tasks(const TaskRunner& runner, int64_t total, const std::function<void
 
 float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0f : attrs.weight_scale; }
 
-void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
+bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
   if (a.read_noise() && !(noise && noise->variance)) throw OpError("read noise needs its variance matrix");
   if (!a.read_noise()) noise = nullptr;
   const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
-  if (vectors == 0 || p.N == 0) return;
+  if (vectors == 0 || p.N == 0) return false;
   if (p.K == 0) {
     // Empty input vectors: s = 0, so y = Bias (or 0).
     if (a.conv) {
@@ -448,8 +465,10 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
     } else {
       fill_rows(y, p.rows, p.N, p.N, bias);
     }
-    return;
+    return false;
   }
+  // The no-noise tiled paths apply a ReLU activation in their output loops.
+  const bool fused = a.activation == Activation::Relu && !noise && a.reads_tiles();
   if (a.conv) {
     conv_layer(a, p, matrix, x, bias, y, runner, noise);
   } else if (a.reads_tiles()) {
@@ -457,6 +476,7 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   } else {
     matmul_digital(a, p, matrix, x, bias, y, runner);
   }
+  return fused;
 }
 
 }  // namespace memcc

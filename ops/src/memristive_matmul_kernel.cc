@@ -486,7 +486,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
       break;
     }
     case Engine::Blas:
-      run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
+      activated = run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
       break;
   }
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);
