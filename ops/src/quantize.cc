@@ -8,6 +8,7 @@
 
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
+#include <emmintrin.h>
 
 namespace memcc {
 namespace {
@@ -87,25 +88,20 @@ typedef float V8f __attribute__((vector_size(32)));
 typedef int32_t V8i __attribute__((vector_size(32)));
 }  // namespace
 
-MEMCC_SIMD_CLONES
 float max_abs(const float* a, int64_t n) {
-  // Two independent vector chains; GCC does not vectorise a float max reduction by itself
-  // without -ffast-math. (x > m ? x : m keeps m when x is NaN, like the scalar tail.)
-  const V8i mag = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
-                   0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
-  V8f m0 = {}, m1 = {};
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    V8i u0, u1;
-    std::memcpy(&u0, a + i, sizeof u0);
-    std::memcpy(&u1, a + i + 8, sizeof u1);
-    const V8f x0 = reinterpret_cast<V8f>(u0 & mag);
-    const V8f x1 = reinterpret_cast<V8f>(u1 & mag);
-    m0 = x0 > m0 ? x0 : m0;
-    m1 = x1 > m1 ? x1 : m1;
-  }
   float m = 0.0f;
-  for (int l = 0; l < 8; ++l) m = std::max(m, std::max(m0[l], m1[l]));
+  // Two independent vector chains; GCC does not vectorise a float max reduction by itself
+  // without -ffast-math.
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    m0 = _mm_max_ps(m0, _mm_andnot_ps(sign, _mm_loadu_ps(a + i)));
+    m1 = _mm_max_ps(m1, _mm_andnot_ps(sign, _mm_loadu_ps(a + i + 4)));
+  }
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, _mm_max_ps(m0, m1));
+  m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
   for (; i < n; ++i) m = std::max(m, std::fabs(a[i]));
   return m;
 }
