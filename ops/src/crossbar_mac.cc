@@ -88,4 +88,41 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
   }
 }
 
+void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
+                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch) {
+  std::fill(acc, acc + m * w, 0.0f);
+  if (m <= 0 || w <= 0) return;
+  const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
+  for (int64_t r0 = 0; r0 < K; r0 += tr) {
+    const int64_t kr = std::min(tr, K - r0);
+    if (tiling.bits == 0) {
+      sgemm(false, m, w, kr, v + r0, ldv, D + r0 * ldd, ldd, 1.0f, acc, w);
+      continue;
+    }
+    sgemm(false, m, w, kr, v + r0, ldv, D + r0 * ldd, ldd, 0.0f, buf, w);
+    for (int64_t c0 = 0; c0 < w; c0 += tc) {
+      const int64_t nc = std::min(tc, w - c0);
+      adc_accumulate_rows(buf + c0, m, nc, w, tiling.bits, tiling.overflow_rate, acc + c0, w, scratch);
+    }
+  }
+}
+
+void tiled_adc_mac_columns(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
+                           int64_t nc, const AdcTiling& tiling, float* acc, int64_t ld_acc, float* buf,
+                           float* scratch) {
+  if (m <= 0 || nc <= 0) return;
+  for (int64_t j = 0; j < nc; ++j) std::fill(acc + j * ld_acc, acc + j * ld_acc + m, 0.0f);
+  const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
+  for (int64_t r0 = 0; r0 < K; r0 += tr) {
+    const int64_t kr = std::min(tr, K - r0);
+    if (tiling.bits == 0) {
+      // No ADC: the tile sums are plain partial sums, accumulated by the GEMM itself.
+      sgemm(true, nc, m, kr, D + r0 * ldd, ldd, v + r0 * ldv, ldv, 1.0f, acc, ld_acc);
+      continue;
+    }
+    sgemm(true, nc, m, kr, D + r0 * ldd, ldd, v + r0 * ldv, ldv, 0.0f, buf, m);
+    adc_accumulate_columns(buf, nc, m, m, tiling.bits, tiling.overflow_rate, acc, ld_acc, scratch);
+  }
+}
+
 }  // namespace memcc

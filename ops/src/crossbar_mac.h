@@ -50,4 +50,21 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
                    int64_t ldd, int64_t nc, const AdcTiling& tiling, float* acc, float* buf,
                    float* scratch, const TileNoise* noise = nullptr);
 
+// tiled_adc_mac over w columns = several column tiles of tc columns (the last may be narrower)
+// at once, voltages as rows (v[i * ldv + k]): one sgemm per row tile for all w columns, then the
+// ADC per column tile. acc is [m, w] (acc[i * w + j], j counted from D's first column).
+// Scratch: buf holds m * w floats, scratch tc floats. No read noise.
+void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
+                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch);
+
+// The same product with the reads stored as columns (conv mode, no read noise): v holds the
+// block's m voltage vectors as columns (v[k * ldv + i]) and
+//   acc[j * ld_acc + i] = sum over row tiles r of Quant_r,i(I_r)[j]
+// so acc comes out in Y's [column, position] layout. Each tile read is one sgemm of D's tile
+// (transposed) against the voltages, and the ADC runs vectorised across the m vectors.
+// Scratch: buf holds nc * m floats, scratch 3 * m + nc floats.
+void tiled_adc_mac_columns(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
+                           int64_t nc, const AdcTiling& tiling, float* acc, int64_t ld_acc, float* buf,
+                           float* scratch);
+
 }  // namespace memcc

@@ -1,6 +1,7 @@
 #include "im2col.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "simd_dispatch.h"
 
@@ -31,6 +32,74 @@ inline void gather_row(const float* row, int64_t a, int64_t s, int64_t lo, int64
   for (int64_t t = hi; t < n; ++t) dst[t] = 0.0f;
 }
 
+inline void zero(float* dst, int64_t n) {
+  for (int64_t t = 0; t < n; ++t) dst[t] = 0.0f;
+}
+
+// Stride 1 along the last two axes and rows as wide as the input's: then output position
+// (o1, o2) of one kernel offset reads input element (o1 + off1) * W + o2 + off2, i.e. a row of
+// the patch matrix is the input plane shifted by a constant, and runs of whole output rows are
+// one contiguous copy. Only the padding needs zeros: rows outside the image, and the few columns
+// at the left and right edges (col_lo, col_hi).
+bool shifted_planes(const Im2colShape& g) {
+  return g.stride[1] == 1 && g.stride[2] == 1 && g.out[2] == g.in[2];
+}
+
+// One row of the patch matrix on the shifted-plane path: positions p0 .. p0 + count of kernel
+// offset (off0, off1, off2) of channel plane xc.
+void shifted_row(const float* xc, const Im2colShape& g, int64_t p0, int64_t count, int64_t off0,
+                 int64_t off1, int64_t off2, int64_t col_lo, int64_t col_hi, float* dst) {
+  const int64_t W = g.out[2];
+  const int64_t out_plane = g.out[1] * W;
+  const int64_t in_plane = g.in[1] * W;
+  const int64_t end = p0 + count;
+  int64_t p = p0;
+  while (p < end) {
+    const int64_t o0 = p / out_plane;
+    const int64_t seg_end = std::min(end, (o0 + 1) * out_plane);
+    const int64_t sa = p - o0 * out_plane, sb = seg_end - o0 * out_plane;  // within the plane
+    float* d = dst + (p - p0);
+    const int64_t i0 = o0 * g.stride[0] + off0;
+    if (i0 < 0 || i0 >= g.in[0]) {
+      zero(d, sb - sa);
+      p = seg_end;
+      continue;
+    }
+    // Output rows whose input row lies inside the image, as flat positions [ca, cb).
+    const int64_t r_lo = std::max<int64_t>(0, -off1);
+    const int64_t r_hi = std::max(r_lo, std::min(g.out[1], g.in[1] - off1));
+    const int64_t ca = std::min(sb, std::max(sa, r_lo * W));
+    const int64_t cb = std::max(ca, std::min(sb, r_hi * W));
+    zero(d, ca - sa);
+    zero(d + (cb - sa), sb - cb);
+    if (cb > ca) {
+      // Source index of flat position f: f + shift, inside the input plane for every f in
+      // [ca, cb) except at most the first / last few (the corner reaching past the plane).
+      const int64_t shift = off1 * W + off2;
+      const int64_t fa = std::min(cb, std::max(ca, -shift));
+      const int64_t fb = std::max(fa, std::min(cb, in_plane - shift));
+      zero(d + (ca - sa), fa - ca);
+      zero(d + (fb - sa), cb - fb);
+      if (fb > fa) {
+        std::memcpy(d + (fa - sa), xc + i0 * in_plane + fa + shift, static_cast<size_t>(fb - fa) * sizeof(float));
+      }
+      if (col_lo > 0 || col_hi < W) {
+        // The edge columns read across into the neighbouring input row: zero them.
+        for (int64_t r = ca / W; r * W < cb; ++r) {
+          const int64_t base = r * W;
+          for (int64_t o2 = 0; o2 < col_lo; ++o2) {
+            if (base + o2 >= ca && base + o2 < cb) d[base + o2 - sa] = 0.0f;
+          }
+          for (int64_t o2 = col_hi; o2 < W; ++o2) {
+            if (base + o2 >= ca && base + o2 < cb) d[base + o2 - sa] = 0.0f;
+          }
+        }
+      }
+    }
+    p = seg_end;
+  }
+}
+
 }  // namespace
 
 MEMCC_SIMD_CLONES
@@ -43,6 +112,7 @@ void im2col_columns(const float* x, const Im2colShape& g, int64_t p0, int64_t co
   const int64_t start0 = p0 / (g.out[1] * g.out[2]);
   const int64_t start1 = (p0 / g.out[2]) % g.out[1];
   const int64_t start2 = p0 % g.out[2];
+  const bool fast = shifted_planes(g);
 
   for (int64_t c = 0; c < g.channels; ++c) {
     const float* xc = x + c * g.input_size();
@@ -58,6 +128,10 @@ void im2col_columns(const float* x, const Im2colShape& g, int64_t p0, int64_t co
           // so the divisions happen once per kernel offset, not once per run.
           const int64_t col_lo = std::min(g.out[2], first_nonnegative(off2, g.stride[2]));
           const int64_t col_hi = std::max(col_lo, std::min(g.out[2], end_below(off2, g.in[2], g.stride[2])));
+          if (fast) {
+            shifted_row(xc, g, p0, count, off0, off1, off2, col_lo, col_hi, dst);
+            continue;
+          }
           int64_t o0 = start0, o1 = start1, o2 = start2, done = 0;
           while (done < count) {
             const int64_t run = std::min(g.out[2] - o2, count - done);

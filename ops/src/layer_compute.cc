@@ -1,6 +1,7 @@
 #include "layer_compute.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <mutex>
 
@@ -9,6 +10,7 @@
 #include "im2col.h"
 #include "quantize.h"
 #include "scratch.h"
+#include "simd_dispatch.h"
 
 namespace memcc {
 namespace {
@@ -20,6 +22,8 @@ constexpr int64_t kMinTaskFlops = int64_t{1} << 20;
 constexpr int64_t kScratchFloats = int64_t{1} << 20;
 // OpenBLAS's float micro-kernels are 16 columns wide on AVX-512; blocks on that grid waste none.
 constexpr int64_t kColumnAlign = 16;
+// Columns per sgemm call of the matmul ADC path (a whole number of column tiles).
+constexpr int64_t kMaxCallCols = 512;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -56,6 +60,73 @@ void fill_rows(float* y, int64_t rows, int64_t cols, int64_t ld, const float* bi
       std::fill(r, r + cols, 0.0f);
     }
   }
+}
+
+// y[q] = y[q] * f[q] + b (step 8 and the bias); a loop of its own so that it vectorises.
+// With relu, also step 9's ReLU (NaN stays NaN), saving the kernel's pass over Y.
+MEMCC_SIMD_CLONES
+void scale_add(float* y, const float* f, float b, int64_t n, bool relu) {
+  if (relu) {
+    for (int64_t q = 0; q < n; ++q) {
+      const float v = y[q] * f[q] + b;
+      y[q] = v < 0.0f ? 0.0f : v;
+    }
+  } else {
+    for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
+  }
+}
+
+// y[j] = a[j] * f + b[j] (b may be null), then ReLU when relu.
+MEMCC_SIMD_CLONES
+void scale_row(float* y, const float* a, float f, const float* b, int64_t n, bool relu) {
+  if (b) {
+    for (int64_t j = 0; j < n; ++j) y[j] = a[j] * f + b[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) y[j] = a[j] * f;
+  }
+  if (relu) {
+    for (int64_t j = 0; j < n; ++j) y[j] = y[j] < 0.0f ? 0.0f : y[j];
+  }
+}
+
+// mx[i] = max over c < channels of |x[c * n + i]|.
+MEMCC_SIMD_CLONES
+void channel_abs_max(const float* x, int64_t channels, int64_t n, float* mx) {
+  // Starts at 0 and keeps the old value when |x| is NaN, as encode_columns' own scan does.
+  std::fill(mx, mx + n, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* xc = x + c * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = std::fabs(xc[i]);
+      mx[i] = mx[i] < v ? v : mx[i];
+    }
+  }
+}
+
+// out[i] = max(out[i], w[i]) (both non-negative).
+MEMCC_SIMD_CLONES
+void max_into(float* out, const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = out[i] < w[i] ? w[i] : out[i];
+}
+
+// s_p = max |x| over the patch of every position p of one image and group, without reading the
+// patch matrix: the max over channels of |x| per input pixel (one pass over the image), then
+// the max of that one-channel image over each kernel window (im2col of it, ksize rows). Exact
+// (max is), and about channels times cheaper than the pass over the patches. Writes P floats
+// to out; false when the scratch would be larger than the patches (then the caller scans them).
+bool patch_maxima(const float* xg, const Im2colShape& shape, float* out) {
+  const int64_t ks = shape.kernel_size(), P = shape.positions(), n = shape.input_size();
+  if (shape.channels < 4 || ks * P + n > shape.channels * ks * P / 2) return false;
+  float* buf = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n + ks * P));
+  float* mx = buf;
+  float* win = buf + n;
+  channel_abs_max(xg, shape.channels, n, mx);
+  Im2colShape one = shape;
+  one.channels = 1;
+  im2col_columns(mx, one, 0, P, win, P);
+  std::copy(win, win + P, out);
+  for (int64_t k = 1; k < ks; ++k) max_into(out, win + k * P, P);
+  return true;
 }
 
 struct Split {
@@ -158,6 +229,7 @@ void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, c
 
 void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const float* x,
                 const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise path
   const int64_t R = p.rows, K = p.K, N = p.N;
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, N) : N;
   const int64_t col_tiles = ceil_div(N, tc);
@@ -201,6 +273,24 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
       tn.key = noise->key;
       tn.execution = noise->execution;
       tn.q0 = r0;
+    }
+    if (!noise) {
+      // One sgemm per row tile over a run of column tiles (OpenBLAS packs the block's inputs
+      // once per call, not once per 128 columns), then the ADC per column tile on its slice.
+      const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
+      float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
+      float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
+      for (int64_t t0 = g * tiles_per_group; t0 < tile_end; t0 += per_call) {
+        const int64_t c0 = t0 * tc;
+        const int64_t t1 = std::min(tile_end, t0 + per_call);
+        const int64_t w = std::min(t1 * tc, N) - c0;
+        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch);
+        for (int64_t i = 0; i < m; ++i) {
+          const float f = output_factor(a, scale[i]);
+          scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
+        }
+      }
+      return;
     }
     for (int64_t tile = g * tiles_per_group; tile < tile_end; ++tile) {
       const int64_t c0 = tile * tc;
@@ -254,6 +344,7 @@ bool is_pointwise(const Im2colShape& s) {
 
 void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
                 const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise ADC path
   const int64_t B = p.batch, N = p.N, Kg = p.K, Ng = p.group_cols, G = p.group;
   const int64_t P = p.patch.positions(), in_size = p.patch.input_size(), Cg = p.patch.channels;
   const bool adc = a.reads_tiles();
@@ -308,8 +399,26 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         continue;
       }
 
-      encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt);
+      const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
+      encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt, scale_given);
       for (int64_t q = 0; q < cnt; ++q) factor[q] = output_factor(a, scale[q]);
+      if (!noise) {
+        // Tile reads in [column, position] order: Y's layout comes out directly and the ADC runs
+        // vectorised across positions, accumulating straight into Y.
+        float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(cnt * tc));
+        float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * cnt + tc));
+        for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
+          const int64_t nc = std::min(tc, Ng - c0);
+          tiled_adc_mac_columns(col, cnt, cnt, Kg, M + h * Ng + c0, N, nc, tiling, yb + c0 * P, P, reads,
+                                adc_scratch);
+          for (int64_t j = 0; j < nc; ++j) {
+            float* yr = yb + (c0 + j) * P;
+            const float bj = bias_g ? bias_g[c0 + j] : 0.0f;
+            scale_add(yr, factor, bj, cnt, relu);
+          }
+        }
+        continue;
+      }
       float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(cnt * tc));
       float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(cnt * tc));
       TileNoise tn;
@@ -405,12 +514,12 @@ float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0
 
 float variance_sigma(const OpAttributes& attrs) { return attrs.read_noise_std * matrix_scale(attrs); }
 
-void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
+bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
   if (a.read_noise() && !(noise && noise->variance)) throw OpError("read noise needs its variance matrix");
   if (!a.read_noise()) noise = nullptr;
   const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
-  if (vectors == 0 || p.N == 0) return;
+  if (vectors == 0 || p.N == 0) return false;
   if (p.K == 0) {
     // Empty input vectors: s = 0, so y = Bias (or 0).
     if (a.conv) {
@@ -424,8 +533,10 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
     } else {
       fill_rows(y, p.rows, p.N, p.N, bias);
     }
-    return;
+    return false;
   }
+  // The no-noise tiled paths apply a ReLU activation in their output loops.
+  const bool fused = a.activation == Activation::Relu && !noise && a.reads_tiles();
   if (a.conv) {
     conv_layer(a, p, matrix, x, bias, y, runner, noise);
   } else if (a.reads_tiles()) {
@@ -433,6 +544,7 @@ void run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   } else {
     matmul_digital(a, p, matrix, x, bias, y, runner, noise);
   }
+  return fused;
 }
 
 }  // namespace memcc

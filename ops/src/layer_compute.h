@@ -64,7 +64,8 @@ void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const Rea
 // y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).
-void run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
+// Returns true when it also applied attrs.activation (step 9) to y; otherwise the caller does.
+bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr);
 
 }  // namespace memcc

@@ -437,8 +437,7 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     }
     if (!conv) {
       if (native_required()) throw OpError("MEMCC_OPS_ENGINE=native: onnxruntime Conv unavailable: " + conv_error_);
-      run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context), noise);
-      return false;
+      return run_layer(attrs_, plan, packed.matrix.data(), x_data, bias_data, y, OrtTaskRunner(api_, context), noise);
     }
   }
   // out = in * kn (+ bias): Gemm in matmul mode (kn is [K, N]), Conv in conv mode (nk, [N, K]).
@@ -537,7 +536,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
       break;
     }
     case Engine::Blas:
-      run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
+      activated = run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
       break;
   }
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);

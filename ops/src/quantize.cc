@@ -8,10 +8,7 @@
 
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
-
-#if defined(__SSE2__)
 #include <emmintrin.h>
-#endif
 
 namespace memcc {
 namespace {
@@ -84,10 +81,16 @@ void encode_vector(const float* x, int64_t K, float inv_s, float levels, float m
 
 }  // namespace
 
+namespace {
+// GCC vector extensions: 8 floats, lowered to two SSE registers in the default clone and one
+// ymm register in the AVX2 clone (intrinsics would pin one width for both).
+typedef float V8f __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+}  // namespace
+
 float max_abs(const float* a, int64_t n) {
   int64_t i = 0;
   float m = 0.0f;
-#if defined(__SSE2__)
   // Two independent vector chains; GCC does not vectorise a float max reduction by itself
   // without -ffast-math.
   const __m128 sign = _mm_set1_ps(-0.0f);
@@ -99,7 +102,6 @@ float max_abs(const float* a, int64_t n) {
   alignas(16) float lanes[4];
   _mm_store_ps(lanes, _mm_max_ps(m0, m1));
   m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
-#endif
   for (; i < n; ++i) m = std::max(m, std::fabs(a[i]));
   return m;
 }
@@ -136,19 +138,6 @@ void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, 
   }
 }
 
-MEMCC_SIMD_CLONES
-void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
-                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
-  if (m <= 0) return;
-  const int64_t t = quantile_index(m, overflow_rate);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* a = reads + r * ld_reads;
-    const double delta = adc_step(read_full_scale(a, m, t, scratch), bits);
-    if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
-    quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
-  }
-}
-
 namespace {
 
 inline uint32_t float_bits(float f) {
@@ -182,6 +171,104 @@ inline bool fast_step(float Q, int bits, float* delta, float* inv) {
 }  // namespace
 
 MEMCC_SIMD_CLONES
+void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
+                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
+  if (m <= 0) return;
+  const int64_t t = quantile_index(m, overflow_rate);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = reads + r * ld_reads;
+    const float Q = read_full_scale(a, m, t, scratch);
+    float d = 0.0f, inv = 0.0f;
+    // The step from the exponent field when it is normal (the common case), frexp otherwise.
+    const double delta = fast_step(Q, bits, &d, &inv) ? static_cast<double>(d) : adc_step(Q, bits);
+    if (delta == 0.0) continue;  // Q = 0: the read contributes zeros
+    quantize_accumulate(a, m, bits, delta, acc + r * ld_acc);
+  }
+}
+
+
+namespace {
+
+// adc_accumulate_columns for Q = max |read| and bits <= 23, 16 reads at a time with their
+// maxima, steps and reciprocals held in registers (the plain loops reload and store them for
+// every one of the m entries). Reads whose step is not on the fast path get inv = delta = 0 and
+// Q[i] stored, for the caller's exact loop; returns the number of reads handled (a multiple of
+// 16). Same arithmetic as the plain loop, so the same results.
+__attribute__((always_inline)) inline int64_t adc_columns_blocked(const float* reads, int64_t m,
+                                                                  int64_t count, int64_t ld_reads,
+                                                                  int bits, float* acc,
+                                                                  int64_t ld_acc, float* Q) {
+  const V8i mag = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                   0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+  const float lo_s = -std::ldexp(1.0f, bits - 1);
+  const float hi_s = std::ldexp(1.0f, bits - 1) - 1.0f;
+  const V8f lo = V8f{} + lo_s, hi = V8f{} + hi_s, magic = V8f{} + kRoundMagic;
+  int64_t i = 0;
+  bool slow = false;
+  for (; i + 16 <= count; i += 16) {
+    V8f q0 = {}, q1 = {};
+    for (int64_t j = 0; j < m; ++j) {
+      V8i u0, u1;
+      std::memcpy(&u0, reads + j * ld_reads + i, sizeof u0);
+      std::memcpy(&u1, reads + j * ld_reads + i + 8, sizeof u1);
+      const V8f x0 = reinterpret_cast<V8f>(u0 & mag);
+      const V8f x1 = reinterpret_cast<V8f>(u1 & mag);
+      q0 = q0 < x0 ? x0 : q0;  // std::max(q, x): NaN entries are skipped
+      q1 = q1 < x1 ? x1 : q1;
+    }
+    V8f inv[2], delta[2];
+    const V8f qs[2] = {q0, q1};
+    for (int h = 0; h < 2; ++h) {
+      // fast_step, lane-wise.
+      const V8i u = reinterpret_cast<V8i>(qs[h]);
+      const V8i e = (u >> 23) & 0xff;
+      const V8i c = e - 127 - ((u & 0x7fffff) != 0);  // (!= 0) is -1 where true
+      const V8i p = c + 1 - bits;
+      const V8i ok = (e != 0) & (e != 0xff) & (p >= -126) & (p <= 126);
+      delta[h] = reinterpret_cast<V8f>(((p + 127) << 23) & ok);
+      inv[h] = reinterpret_cast<V8f>(((127 - p) << 23) & ok);
+      const V8i need = ~ok & (qs[h] != 0.0f);
+      for (int l = 0; l < 8; ++l) slow = slow || need[l] != 0;
+    }
+    std::memcpy(Q + i, &q0, sizeof q0);
+    std::memcpy(Q + i + 8, &q1, sizeof q1);
+    for (int64_t j = 0; j < m; ++j) {
+      const float* r = reads + j * ld_reads + i;
+      float* a = acc + j * ld_acc + i;
+      for (int h = 0; h < 2; ++h) {
+        V8f x, y;
+        std::memcpy(&x, r + 8 * h, sizeof x);
+        std::memcpy(&y, a + 8 * h, sizeof y);
+        V8f v = x * inv[h];
+        v = v < lo ? lo : v;
+        v = hi < v ? hi : v;
+        v = (v + magic) - magic;
+        y += v * delta[h];
+        std::memcpy(a + 8 * h, &y, sizeof y);
+      }
+    }
+  }
+  if (slow) {
+    // Rare (a read with a zero-exponent or extreme step): redo those reads exactly. The blocked
+    // loop added r * 0 for them (inv = delta = 0), exactly as the plain loop does.
+    for (int64_t k = 0; k < i; ++k) {
+      float d, v;
+      if (Q[k] == 0.0f || fast_step(Q[k], bits, &d, &v)) continue;
+      const double step = adc_step(Q[k], bits);
+      if (step == 0.0) continue;
+      for (int64_t j = 0; j < m; ++j) {
+        const double level = std::nearbyint(
+            std::min(std::max(reads[j * ld_reads + k] / step, double(lo_s)), double(hi_s)));
+        acc[j * ld_acc + k] += static_cast<float>(level * step);
+      }
+    }
+  }
+  return i;
+}
+
+}  // namespace
+
+MEMCC_SIMD_CLONES
 void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_t ld_reads, int bits,
                             double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
   if (m <= 0 || count <= 0) return;
@@ -190,6 +277,12 @@ void adc_accumulate_columns(const float* reads, int64_t m, int64_t count, int64_
   float* delta = scratch + 2 * count;
   float* column = scratch + 3 * count;
   const int64_t t = quantile_index(m, overflow_rate);
+  int64_t done = 0;  // reads handled by the blocked loop below
+  if (t == m - 1 && bits <= 23) done = adc_columns_blocked(reads, m, count, ld_reads, bits, acc, ld_acc, Q);
+  if (done == count) return;
+  reads += done;
+  acc += done;
+  count -= done;
   if (t == m - 1) {
     std::fill(Q, Q + count, 0.0f);
     for (int64_t j = 0; j < m; ++j) {
@@ -292,11 +385,11 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
 
 MEMCC_SIMD_CLONES
 void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
-                    EncodeTarget target, float* scale, float* scratch) {
+                    EncodeTarget target, float* scale, float* scratch, bool scale_given) {
   if (count <= 0) return;
   if (enc.input_range > 0.0f) {
     std::fill(scale, scale + count, enc.input_range);
-  } else {
+  } else if (!scale_given) {
     std::fill(scale, scale + count, 0.0f);
     for (int64_t k = 0; k < K; ++k) {
       const float* row = col + k * ldc;

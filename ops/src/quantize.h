@@ -58,8 +58,10 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
 
 // Input vectors as columns (im2col layout): vector p is col[k * ldc + p], k < K, p < count.
 // Encodes in place and writes s_p to scale[p]. `scratch` holds 2 * count floats.
+// With scale_given (and input_range 0), scale[p] already holds max_k |col[k * ldc + p]| (the
+// caller found it more cheaply than this pass over the patches) and is used as s_p.
 void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
-                    EncodeTarget target, float* scale, float* scratch);
+                    EncodeTarget target, float* scale, float* scratch, bool scale_given = false);
 
 float max_abs(const float* a, int64_t n);
 

@@ -147,7 +147,7 @@ Case random_case(bool conv) {
       pads[n + d] = pick(0, 2);
       spatial.push_back((kernel[d] - 1) * dil[d] + 1 + pick(0, n == 3 ? 2 : 6));  // the kernel fits
     }
-    const int64_t group = pick(1, 3), cg = pick(1, 3), ng = pick(1, 5);
+    const int64_t group = pick(1, 3), cg = pick(1, 6), ng = pick(1, 5);
     m.set("kernel_shape", kernel).set("strides", strides).set("dilations", dil).set("group", group);
     if (pick(0, 2) == 0) {
       m.set("auto_pad", std::string(pick(0, 1) ? "SAME_UPPER" : "SAME_LOWER"));
