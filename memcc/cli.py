@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -112,15 +111,6 @@ COMPILE_FLAGS = (
 )
 
 
-def _flag_number(text, flag: str, kind):
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-
-
 # --------------------------------------------------------------------------------------------
 # compile
 # --------------------------------------------------------------------------------------------
@@ -132,18 +122,6 @@ def default_output_path(model_path: str) -> Path:
     return p.with_name(stem + ".mem.onnx")
 
 
-def _check_side_file(path: str, what: str, *others: Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{what} {path!r} is a directory; give a file name")
-    if p.parent != Path("") and not p.parent.is_dir():
-        raise ConfigError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
-    for other in others:
-        if os.path.realpath(p) == os.path.realpath(other):
-            raise ConfigError(f"{what} {path!r} would overwrite {str(other)!r}")
-    return p
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
     from memcc import config as cfg
     from memcc import io as mio
@@ -152,8 +130,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     overrides = {key: getattr(args, key) for key in COMPILE_FLAGS}
     overrides["device_params"] = args.device_param
     overrides["nonidealities"] = args.nonideality
-    programming_flags = {"tolerance": _flag_number(args.tolerance, "--tolerance", float),
-                         "max_pulses": _flag_number(args.max_pulses, "--max-pulses", int)}
+    programming_flags = {"tolerance": cfg.flag_number(args.tolerance, "--tolerance", float),
+                         "max_pulses": cfg.flag_number(args.max_pulses, "--max-pulses", int)}
     overrides["programming_options"] = {k: v for k, v in programming_flags.items() if v is not None} or None
     settings = cfg.resolve(file_settings, overrides)
 
@@ -162,7 +140,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     # Check every output before the (possibly long) compilation, so a bad path fails fast.
     mio.check_output_path(out_path, input_path=in_path)
     report_path = (
-        _check_side_file(args.report, "report", in_path, out_path) if args.report else None
+        mio.check_side_file(args.report, "report", in_path, out_path) if args.report else None
     )
 
     show = not args.quiet
@@ -316,7 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out_path = None
     if args.output:
-        out_path = _check_side_file(args.output, "output", Path(args.model))
+        out_path = mio.check_side_file(args.output, "output", Path(args.model))
         if out_path.suffix.lower() not in (".npy", ".npz"):
             raise ConfigError(f"output {args.output!r}: use a .npy or .npz file name")
     model = mio.load_model(args.model)
@@ -342,26 +320,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _save_arrays(path: Path, arrays: dict) -> None:
-    import tempfile
-
     import numpy as np
 
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    from memcc.io import atomic_output
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: numpy would append .npy/.npz to a name
             if path.suffix.lower() == ".npz":
                 np.savez(f, **arrays)
             else:
                 np.save(f, next(iter(arrays.values())))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------------------------

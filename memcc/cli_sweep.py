@@ -10,7 +10,6 @@ Hooked into `memcc.cli` with `cli_sweep.add_parser(sub)` and `COMMANDS["sweep"] 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -98,29 +97,9 @@ def _positive_int(flag: str):
     return parse
 
 
-def _number(text, flag: str, kind):
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-
-
-def _check_file(path: str, what: str, *others: Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{what} {path!r} is a directory; give a file name")
-    if str(p.parent) not in ("", ".") and not p.parent.is_dir():
-        raise ConfigError(f"{what} {path!r}: folder {str(p.parent)!r} does not exist")
-    for other in others:
-        if os.path.realpath(p) == os.path.realpath(other):
-            raise ConfigError(f"{what} {path!r} would overwrite {str(other)!r}")
-    return p
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from memcc import config as cfg
+    from memcc import io as mio
     from memcc import sweep
 
     if not args.vary:
@@ -135,8 +114,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         fixed["device_params"] = args.device_param
     if args.nonideality:
         fixed["nonidealities"] = args.nonideality
-    options = {"tolerance": _number(args.tolerance, "--tolerance", float),
-               "max_pulses": _number(args.max_pulses, "--max-pulses", int)}
+    options = {"tolerance": cfg.flag_number(args.tolerance, "--tolerance", float),
+               "max_pulses": cfg.flag_number(args.max_pulses, "--max-pulses", int)}
     options = {k: v for k, v in options.items() if v is not None}
     if options:
         fixed["programming_options"] = options
@@ -144,12 +123,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     if not model_path.is_file():
         raise ConfigError(f"{args.model}: no such file" if not model_path.exists() else f"{args.model}: not a file")
-    csv_path = _check_file(args.output, "output", model_path)
+    csv_path = mio.check_side_file(args.output, "output", model_path)
     if csv_path.suffix.lower() != ".csv":
         raise ConfigError(f"output {args.output!r}: use a .csv file name")
     plot_path = None
     if not args.no_plot:
-        plot_path = _check_file(args.plot, "plot", model_path, csv_path) if args.plot else csv_path.with_suffix(".png")
+        plot_path = mio.check_side_file(args.plot, "plot", model_path, csv_path) if args.plot else csv_path.with_suffix(".png")
         if plot_path.suffix.lower() != ".png":
             raise ConfigError(f"plot {str(plot_path)!r}: use a .png file name")
 

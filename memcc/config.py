@@ -290,6 +290,16 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+def flag_number(text: str | None, flag: str, kind: Callable[[str], Any]):
+    """A numeric command-line flag (None when not given); ConfigError naming the flag otherwise."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+
 def validate(settings: Mapping[str, Any], *, source: str = "") -> dict[str, Any]:
     """Check every key and value; return the parsed settings. Keys may use dashes."""
     prefix = f"{source}: " if source else ""

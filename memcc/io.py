@@ -227,6 +227,20 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
+def check_side_file(path: PathLike, what: str, *others: PathLike) -> Path:
+    """A side output (report, plot, CSV) the CLI will write: not a folder, its folder exists, and
+    it is none of `others` (the input model, the output model). ConfigError otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is a directory; give a file name")
+    if str(p.parent) not in ("", ".") and not p.parent.is_dir():
+        raise ConfigError(f"{what} {str(path)!r}: folder {str(p.parent)!r} does not exist")
+    for other in others:
+        if os.path.realpath(p) == os.path.realpath(other):
+            raise ConfigError(f"{what} {str(path)!r} would overwrite {str(other)!r}")
+    return p
+
+
 def check_output_path(path: PathLike, *, input_path: PathLike | None = None) -> Path:
     """Raise ConfigError if `path` cannot be a model output (the input itself, a folder...)."""
     out = Path(path)

@@ -5,6 +5,7 @@
 
 #include "crossbar_mac.h"
 #include "im2col.h"
+#include "layer_compute.h"
 #include "quantize.h"
 #include "scratch.h"
 
@@ -20,18 +21,6 @@ constexpr int64_t kMinChunk = 64;
 // Vectors per build/epilogue task in conv mode: im2col + encode of a piece stays in L2.
 constexpr int64_t kMaxPiece = 128;
 constexpr int64_t kMinPiece = 16;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-InputEncoding encoding_of(const OpAttributes& a) {
-  InputEncoding e;
-  e.input_range = a.input_range;
-  e.dac_bits = a.dac_bits;
-  e.v_max = a.max_input_voltage;
-  e.iv_a = a.iv_a;
-  e.iv_b = a.iv_b;
-  return e;
-}
 
 // Step 8's factor weight_scale * s / V_max (computed as layer_compute does).
 inline float output_factor(const OpAttributes& a, float s) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "float_bits.h"
 #include "philox.h"
 #include "simd_dispatch.h"
 
@@ -13,16 +14,6 @@ constexpr double kLn2 = 0.69314718055994530942;
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 constexpr double kSqrt2 = 1.41421356237309504880;
 
-inline uint64_t bits_of(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-inline double double_of(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
-}
 
 // uint32 -> double without an unsigned conversion instruction (AVX2 has only the signed one).
 inline double u32_to_double(uint32_t x) {

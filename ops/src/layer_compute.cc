@@ -25,18 +25,6 @@ constexpr int64_t kColumnAlign = 16;
 // Columns per sgemm call of the matmul ADC path (a whole number of column tiles).
 constexpr int64_t kMaxCallCols = 512;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-InputEncoding encoding_of(const OpAttributes& a) {
-  InputEncoding e;
-  e.input_range = a.input_range;
-  e.dac_bits = a.dac_bits;
-  e.v_max = a.max_input_voltage;
-  e.iv_a = a.iv_a;
-  e.iv_b = a.iv_b;
-  return e;
-}
-
 AdcTiling tiling_of(const OpAttributes& a, int64_t K) {
   AdcTiling t;
   t.tile_rows = a.tile_rows > 0 ? std::min(a.tile_rows, K) : K;
@@ -513,6 +501,16 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
 float matrix_scale(const OpAttributes& attrs) { return attrs.reads_tiles() ? 1.0f : attrs.weight_scale; }
 
 float variance_sigma(const OpAttributes& attrs) { return attrs.read_noise_std * matrix_scale(attrs); }
+
+InputEncoding encoding_of(const OpAttributes& a) {
+  InputEncoding e;
+  e.input_range = a.input_range;
+  e.dac_bits = a.dac_bits;
+  e.v_max = a.max_input_voltage;
+  e.iv_a = a.iv_a;
+  e.iv_b = a.iv_b;
+  return e;
+}
 
 bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {

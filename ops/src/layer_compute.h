@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "layer_plan.h"
+#include "quantize.h"
 #include "op_attributes.h"
 #include "runtime_effects.h"
 
@@ -67,5 +68,10 @@ void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const Rea
 // Returns true when it also applied attrs.activation (step 9) to y; otherwise the caller does.
 bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr);
+
+// Shared by both engines (layer_compute.cc, batched_layer.cc).
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// The input-encoding part of the attributes (steps 1-4 and the I-V function).
+InputEncoding encoding_of(const OpAttributes& a);
 
 }  // namespace memcc

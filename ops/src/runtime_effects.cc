@@ -6,22 +6,13 @@
 #include <vector>
 
 #include "counter_normal.h"
+#include "float_bits.h"
 #include "errors.h"
 #include "simd_dispatch.h"
 
 namespace memcc {
 namespace {
 
-inline uint64_t bits_of(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-inline double double_of(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
-}
 
 // exp(x) for x in [-700, 700], branch-free so loops over it vectorise: x = k ln2 + r with
 // |r| <= ln2 / 2, Taylor of exp(r) to r^13 (error < 1e-16), 2^k assembled in the exponent field.
