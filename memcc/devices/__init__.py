@@ -27,7 +27,6 @@ from memcc.devices.base import Device, nominal_device, nominal_window, programmi
 from memcc.devices.model import DeviceModel, Param
 from memcc.devices.parameters import Distribution, ParameterError, from_config_value, parse_parameters
 from memcc.devices.registry import register_device
-from memcc.errors import ConfigError
 
 
 def list_devices() -> list[str]:

@@ -110,7 +110,7 @@ def nonideality(name: str, **kwargs) -> NonidealityPass:
 def parse_spec(text: str) -> NonidealityPass:
     """A text spec ``NAME[:KEY=VALUE]...`` (e.g. ``faults:stuck_lrs=0.01:unformed=0.005``)."""
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"nonideality: empty spec; use NAME[:KEY=VALUE]..., e.g. finite_states:n=16")
+        raise ConfigError("nonideality: empty spec; use NAME[:KEY=VALUE]..., e.g. finite_states:n=16")
     name, *parts = text.strip().split(":")
     kwargs: dict[str, Any] = {}
     for part in parts:
