@@ -46,10 +46,10 @@ from __future__ import annotations
 import numpy as np
 
 from memcc.devices import windows as W
-from memcc.devices.model import DeviceModel, Param
+from memcc.devices.model import DeviceModel, LinearIV, Param
 
 
-class LinearIonDrift(DeviceModel):
+class LinearIonDrift(LinearIV, DeviceModel):
     name = "linear_ion_drift"
     summary = "Linear ion drift memristor (Strukov et al. 2008) with Joglekar/Biolek/Prodromakis windows"
     state_name = "x = w/D"
@@ -96,12 +96,6 @@ class LinearIonDrift(DeviceModel):
     def resistance(self, state):
         p = self._need()
         return p["r_off"] - p["_dr"] * state
-
-    def conductance(self, state, v_read=None):
-        return 1.0 / self.resistance(np.asarray(state, dtype=float))
-
-    def current(self, state, v):
-        return np.asarray(v, dtype=float) / self.resistance(np.asarray(state, dtype=float))
 
     def state_for_conductance(self, g):
         p = self._need()

@@ -537,3 +537,14 @@ def _same(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return False
     return a == b
+
+
+class LinearIV:
+    """Mixin for models with a linear I-V, I = V / R(state) (VTEAM, linear ion drift): the
+    subclass gives ``resistance(state)``."""
+
+    def conductance(self, state, v_read=None):
+        return 1.0 / self.resistance(np.asarray(state, dtype=float))
+
+    def current(self, state, v):
+        return np.asarray(v, dtype=float) / self.resistance(np.asarray(state, dtype=float))

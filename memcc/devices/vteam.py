@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from memcc.devices import windows as W
-from memcc.devices.model import DeviceModel, Param
+from memcc.devices.model import DeviceModel, LinearIV, Param
 from memcc.devices.parameters import ParameterError
 
 
@@ -56,7 +56,7 @@ def _pow(base, alpha):
     return base ** alpha
 
 
-class VTEAM(DeviceModel):
+class VTEAM(LinearIV, DeviceModel):
     name = "vteam"
     summary = "VTEAM voltage-threshold memristor (Kvatinsky et al. 2015), linear I-V"
     state_name = "x"
@@ -108,12 +108,6 @@ class VTEAM(DeviceModel):
     def resistance(self, state):
         p = self._need()
         return p["r_on"] + p["_slope"] * (state - p["x_on"])
-
-    def conductance(self, state, v_read=None):
-        return 1.0 / self.resistance(np.asarray(state, dtype=float))
-
-    def current(self, state, v):
-        return np.asarray(v, dtype=float) / self.resistance(np.asarray(state, dtype=float))
 
     def state_for_conductance(self, g):
         p = self._need()

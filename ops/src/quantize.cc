@@ -1,5 +1,7 @@
 #include "quantize.h"
 
+#include "float_bits.h"
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -139,17 +141,6 @@ void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, 
 }
 
 namespace {
-
-inline uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-inline float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
 // adc_step for a normal, finite Q > 0 when Δ and 1/Δ are normal floats and bits <= 23 (the
 // conditions of quantize_accumulate's fast path): Δ and 1/Δ from the exponent field alone, so
