@@ -365,6 +365,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
         }
       }
     }
+    if (engine == Engine::NativeIdeal && !attrs_.conv) p->small = pack_small_gemm(p->matrix.data(), K, N);
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
       std::vector<float> D(static_cast<size_t>(K * N));
@@ -379,6 +380,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (p.source != g || p.shape != g_shape) return false;
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
+    if (engine == Engine::NativeIdeal && !attrs_.conv && p.small.empty()) return false;
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() && p.variance_weights.empty()) {
       return false;
@@ -469,7 +471,15 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     x_data = next;
     next += x_count;
   }
-  product(x_data, packed.matrix.data(), packed.weights.data(), bias_data, y);
+  if (!attrs_.conv && plan.rows <= kSmallGemmMaxRows && !packed.small.empty()) {
+    // Few rows: our GEMM on W packed once (an invoked Gemm repacks it per call), with the bias
+    // and, without read noise (added before the activation), the activation in its epilogue.
+    small_gemm(packed.small, x_data, plan.rows, bias_data, noisy ? Activation::None : attrs_.activation, y,
+               OrtTaskRunner(api_, context));
+    if (!noisy) return true;
+  } else {
+    product(x_data, packed.matrix.data(), packed.weights.data(), bias_data, y);
+  }
   if (!noisy) return false;
   // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
   float* sq = next;

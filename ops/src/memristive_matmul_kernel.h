@@ -19,6 +19,7 @@
 #include "op_attributes.h"
 #include "ort_native.h"
 #include "runtime_effects.h"
+#include "small_gemm.h"
 
 namespace memcc {
 
@@ -56,6 +57,7 @@ class MemristiveMatMulKernel {
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
+    SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
   };
 
   void create_native_ops(const OrtKernelInfo* info);

@@ -256,9 +256,15 @@ def numeric_cases(engine):
     check("conv1d depthwise DAC", RNG.standard_normal((2, 4, 15)).astype(f32), conductances(2, 3, 4), None,
           weight_scale=1e4, kernel_shape=[3], group=4, auto_pad="SAME_UPPER", dac_bits=5)
 
-    # activation = RELU (step 9) on every engine: NCHWc conv (in the kernel), plain Conv, Gemm,
+    # activation = RELU (step 9) on every engine: NCHWc conv and the small GEMM (in the kernel), plain Conv, Gemm,
     # batched MatMul and OpenBLAS (a pass over Y).
     check("matmul ideal RELU", X, G, b, weight_scale=1e4, activation="RELU")
+    # Ideal matmul: our small GEMM up to 256 rows (bias and RELU in its epilogue), Gemm above.
+    Gw, bw = conductances(2, 70, 45), RNG.standard_normal(45).astype(f32)
+    check("matmul ideal 256 rows RELU", RNG.standard_normal((256, 70)).astype(f32), Gw, bw, weight_scale=1e4,
+          activation="RELU")
+    check("matmul ideal 257 rows RELU", RNG.standard_normal((257, 70)).astype(f32), Gw, bw, weight_scale=1e4,
+          activation="RELU")
     check("matmul ADC RELU", X, G, b, weight_scale=1e4, adc_bits=8, dac_bits=8, tile_shape=[16, 10],
           activation="RELU")
     check("matmul many rows ADC RELU", RNG.standard_normal((300, 70)).astype(f32), conductances(2, 70, 45), None,
