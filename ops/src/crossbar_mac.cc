@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "quantize.h"
 #include "runtime_effects.h"
+#include "small_gemm.h"
 
 namespace memcc {
 namespace {
@@ -89,12 +90,24 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 }
 
 void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
-                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch) {
+                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch,
+                        const SmallGemmPack* small, int64_t n0) {
   std::fill(acc, acc + m * w, 0.0f);
   if (m <= 0 || w <= 0) return;
   const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
   for (int64_t r0 = 0; r0 < K; r0 += tr) {
     const int64_t kr = std::min(tr, K - r0);
+    if (small) {
+      // D's row tile read from its panels: no repacking per call.
+      const bool direct = tiling.bits == 0;
+      small_gemm_block(*small, v + r0, ldv, m, r0, kr, n0, w, direct ? acc : buf, w, direct);
+      if (direct) continue;
+      for (int64_t c0 = 0; c0 < w; c0 += tc) {
+        const int64_t nc = std::min(tc, w - c0);
+        adc_accumulate_rows(buf + c0, m, nc, w, tiling.bits, tiling.overflow_rate, acc + c0, w, scratch);
+      }
+      continue;
+    }
     if (tiling.bits == 0) {
       sgemm(false, m, w, kr, v + r0, ldv, D + r0 * ldd, ldd, 1.0f, acc, w);
       continue;

@@ -6,6 +6,8 @@
 
 namespace memcc {
 
+struct SmallGemmPack;
+
 // Row-major C = op(A) * B + beta * C, op(A) = A ([M, K]) or A^T (A stored [K, M]) when trans_a.
 // OpenBLAS (scipy-openblas32) underneath; throws OpError if a size exceeds its 32-bit ints.
 void sgemm(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
@@ -54,8 +56,12 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 // at once, voltages as rows (v[i * ldv + k]): one sgemm per row tile for all w columns, then the
 // ADC per column tile. acc is [m, w] (acc[i * w + j], j counted from D's first column).
 // Scratch: buf holds m * w floats, scratch tc floats. No read noise.
+// With `small` (all of D packed by pack_small_gemm, D's first column here being its column n0, a
+// multiple of kSmallGemmPanel), the tile reads run on small_gemm_block instead of OpenBLAS, which
+// would repack D's slice on every call.
 void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
-                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch);
+                        int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch,
+                        const SmallGemmPack* small = nullptr, int64_t n0 = 0);
 
 // The same product with the reads stored as columns (conv mode, no read noise): v holds the
 // block's m voltage vectors as columns (v[k * ldv + i]) and

@@ -11,6 +11,7 @@
 #include "quantize.h"
 #include "scratch.h"
 #include "simd_dispatch.h"
+#include "small_gemm.h"
 
 namespace memcc {
 namespace {
@@ -216,11 +217,16 @@ void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, c
 }
 
 void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const float* x,
-                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
+                const SmallGemmPack* small) {
   const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise path
   const int64_t R = p.rows, K = p.K, N = p.N;
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, N) : N;
   const int64_t col_tiles = ceil_div(N, tc);
+  // The packed D serves when every call's first column starts a panel.
+  if (small && (small->K != K || small->N != N || (col_tiles > 1 && tc % kSmallGemmPanel != 0))) {
+    small = nullptr;
+  }
   const int64_t conc = task_budget(runner, 2 * R * K * N);
   // Column tiles first: they share nothing but the encoded inputs, which are cheap to redo.
   // Then rows, in blocks that bound the scratch and keep enough tasks for every thread.
@@ -263,8 +269,9 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
       tn.q0 = r0;
     }
     if (!noise) {
-      // One sgemm per row tile over a run of column tiles (OpenBLAS packs the block's inputs
-      // once per call, not once per 128 columns), then the ADC per column tile on its slice.
+      // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
+      // given, else one sgemm, which packs the block's inputs once per call, not once per 128
+      // columns), then the ADC per column tile on its slice.
       const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
       float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
       float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
@@ -272,7 +279,7 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
         const int64_t c0 = t0 * tc;
         const int64_t t1 = std::min(tile_end, t0 + per_call);
         const int64_t w = std::min(t1 * tc, N) - c0;
-        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch);
+        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0);
         for (int64_t i = 0; i < m; ++i) {
           const float f = output_factor(a, scale[i]);
           scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
@@ -513,7 +520,8 @@ InputEncoding encoding_of(const OpAttributes& a) {
 }
 
 bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
-               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
+               const SmallGemmPack* small) {
   if (a.read_noise() && !(noise && noise->variance)) throw OpError("read noise needs its variance matrix");
   if (!a.read_noise()) noise = nullptr;
   const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
@@ -538,7 +546,7 @@ bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   if (a.conv) {
     conv_layer(a, p, matrix, x, bias, y, runner, noise);
   } else if (a.reads_tiles()) {
-    matmul_adc(a, p, matrix, x, bias, y, runner, noise);
+    matmul_adc(a, p, matrix, x, bias, y, runner, noise, small);
   } else {
     matmul_digital(a, p, matrix, x, bias, y, runner, noise);
   }

@@ -13,6 +13,8 @@
 
 namespace memcc {
 
+struct SmallGemmPack;
+
 // How tasks reach threads: onnxruntime's intra-op pool in the kernel, a loop in the tests.
 class TaskRunner {
  public:
@@ -66,8 +68,11 @@ void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const Rea
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).
 // Returns true when it also applied attrs.activation (step 9) to y; otherwise the caller does.
+// small (optional): `matrix` packed by pack_small_gemm; the matmul ADC path without read noise
+// then reads its tiles from it (tile_cols a multiple of kSmallGemmPanel, or one column tile).
 bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
-               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr);
+               const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr,
+               const SmallGemmPack* small = nullptr);
 
 // Shared by both engines (layer_compute.cc, batched_layer.cc).
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

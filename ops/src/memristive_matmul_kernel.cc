@@ -326,6 +326,11 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     const NchwcPlan& nchwc) {
   const TileGeometry geometry = tile_geometry(attrs_, plan);
   const bool drifts = drift_enabled(attrs_);
+  // Column panels of `matrix`: the ideal matmul engine's GEMM, and the tile reads of the fused
+  // matmul ADC path without read noise (D, packed once rather than by OpenBLAS per call).
+  const bool wants_small =
+      !attrs_.conv && (engine == Engine::NativeIdeal ||
+                       (engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise()));
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
@@ -365,7 +370,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
         }
       }
     }
-    if (engine == Engine::NativeIdeal && !attrs_.conv) p->small = pack_small_gemm(p->matrix.data(), K, N);
+    if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
       std::vector<float> D(static_cast<size_t>(K * N));
@@ -380,7 +385,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (p.source != g || p.shape != g_shape) return false;
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
-    if (engine == Engine::NativeIdeal && !attrs_.conv && p.small.empty()) return false;
+    if (wants_small && p.small.empty()) return false;
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() && p.variance_weights.empty()) {
       return false;
@@ -546,7 +551,8 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
       break;
     }
     case Engine::Blas:
-      activated = run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise);
+      activated = run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise,
+                            packed->small.empty() ? nullptr : &packed->small);
       break;
   }
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);

@@ -212,6 +212,25 @@ GemmIsa small_gemm_best_isa() {
   return best;
 }
 
+namespace {
+
+struct Kernel {
+  void (*block)(const Block&, int64_t);
+  int64_t rows;
+};
+
+Kernel kernel_for(GemmIsa isa) {
+  const GemmIsa best = small_gemm_best_isa();
+  if (isa == GemmIsa::Auto || isa_rank(isa) > isa_rank(best)) isa = best;
+#if MEMCC_SMALL_GEMM_X86
+  if (isa == GemmIsa::Avx512) return {&block_avx512, kAvx512Rows};
+  if (isa == GemmIsa::Avx2) return {&block_avx2, kAvx2Rows};
+#endif
+  return {&block_generic, kGenericRows};
+}
+
+}  // namespace
+
 SmallGemmPack pack_small_gemm(const float* w, int64_t K, int64_t N) {
   SmallGemmPack p;
   p.K = K;
@@ -232,19 +251,9 @@ void small_gemm(const SmallGemmPack& w, const float* x, int64_t M, const float* 
                 float* y, const TaskRunner& runner, GemmIsa isa) {
   const int64_t K = w.K, N = w.N;
   if (M <= 0 || N <= 0) return;
-  const GemmIsa best = small_gemm_best_isa();
-  if (isa == GemmIsa::Auto || isa_rank(isa) > isa_rank(best)) isa = best;
-  void (*block)(const Block&, int64_t) = &block_generic;
-  int64_t mr = kGenericRows;
-#if MEMCC_SMALL_GEMM_X86
-  if (isa == GemmIsa::Avx512) {
-    block = &block_avx512;
-    mr = kAvx512Rows;
-  } else if (isa == GemmIsa::Avx2) {
-    block = &block_avx2;
-    mr = kAvx2Rows;
-  }
-#endif
+  const Kernel kern = kernel_for(isa);
+  void (*block)(const Block&, int64_t) = kern.block;
+  const int64_t mr = kern.rows;
   const int64_t panels = ceil_div(N, P);
   // Work units: (panel, chunk of rows), panel-major, so a task's units share their panel. A chunk
   // is a multiple of the kernel's rows; tasks get whole units and at least ~1 MFLOP each.
@@ -281,6 +290,32 @@ void small_gemm(const SmallGemmPack& w, const float* x, int64_t M, const float* 
     run_units(0);
   } else {
     runner.run(static_cast<size_t>(tasks), run_units);
+  }
+}
+
+void small_gemm_block(const SmallGemmPack& w, const float* x, int64_t ldx, int64_t M, int64_t k0, int64_t kc,
+                      int64_t n0, int64_t cols, float* y, int64_t ldy, bool accumulate, GemmIsa isa) {
+  if (M <= 0 || cols <= 0) return;
+  if (kc <= 0) {
+    if (!accumulate) {
+      for (int64_t i = 0; i < M; ++i) std::fill(y + i * ldy, y + i * ldy + cols, 0.0f);
+    }
+    return;
+  }
+  const Kernel kern = kernel_for(isa);
+  const int64_t K = w.K;
+  for (int64_t j0 = 0; j0 < cols; j0 += P) {
+    const float* panel = w.panels.data() + (n0 + j0) / P * K * P;
+    for (int64_t s = 0; s < kc; s += kSliceK) {
+      const int64_t ks = std::min(kSliceK, kc - s);
+      Block b{nullptr, ldx, panel + (k0 + s) * P, ks, nullptr, accumulate || s > 0, false, nullptr, ldy,
+              std::min(P, cols - j0)};
+      for (int64_t r = 0; r < M; r += kern.rows) {
+        b.x = x + r * ldx + s;
+        b.y = y + r * ldy + j0;
+        kern.block(b, std::min(kern.rows, M - r));
+      }
+    }
   }
 }
 

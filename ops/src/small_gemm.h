@@ -37,4 +37,12 @@ GemmIsa small_gemm_best_isa();
 void small_gemm(const SmallGemmPack& w, const float* x, int64_t M, const float* bias, Activation activation,
                 float* y, const TaskRunner& runner, GemmIsa isa = GemmIsa::Auto);
 
+// One thread's block of the product without bias or activation, for a row-tile slice of K:
+//   y[i * ldy + j] (+)= sum over k0 <= k < k0 + kc of x[i * ldx + k - k0] W[k, n0 + j]
+// for i < M, j < cols; x points at the slice's first element (column k0 of the rows). n0 is a
+// multiple of kSmallGemmPanel; n0 + cols <= N, k0 + kc <= K. accumulate: add onto y, else store.
+void small_gemm_block(const SmallGemmPack& w, const float* x, int64_t ldx, int64_t M, int64_t k0, int64_t kc,
+                      int64_t n0, int64_t cols, float* y, int64_t ldy, bool accumulate,
+                      GemmIsa isa = GemmIsa::Auto);
+
 }  // namespace memcc

@@ -15,6 +15,7 @@
 #include "map_attributes.h"
 #include "naive_spec.h"
 #include "quantize.h"
+#include "small_gemm.h"
 #include "test_harness.h"
 
 using namespace memcc;
@@ -50,7 +51,9 @@ struct Case {
 
 // Compares run_layer with the naive spec. Quantized outputs may sit one level away at a
 // decision boundary (docs/op-spec.md, "Numerical agreement"), so a few outliers are allowed there.
-void compare(const Case& c, const TaskRunner& runner, const char* what) {
+// With packed: run_layer also given the matrix in small_gemm's panels (the matmul ADC path's
+// tile reads then run on small_gemm_block).
+void compare(const Case& c, const TaskRunner& runner, const char* what, bool packed = false) {
   const int64_t K = c.plan.K, N = c.plan.N;
   std::vector<float> matrix(static_cast<size_t>(K * N));
   effective_matrix(c.G.data(), c.plan.S, K, N, c.attrs.g_ref, matrix_scale(c.attrs), matrix.data());
@@ -58,7 +61,10 @@ void compare(const Case& c, const TaskRunner& runner, const char* what) {
   for (int64_t d : c.plan.y_shape) total *= d;
   std::vector<float> y(static_cast<size_t>(total), NAN);
   const float* bias = c.plan.has_bias ? c.bias.data() : nullptr;
-  run_layer(c.attrs, c.plan, matrix.data(), c.X.data(), bias, y.data(), runner);
+  SmallGemmPack small;
+  if (packed && K > 0 && N > 0) small = pack_small_gemm(matrix.data(), K, N);
+  run_layer(c.attrs, c.plan, matrix.data(), c.X.data(), bias, y.data(), runner, nullptr,
+            small.empty() ? nullptr : &small);
   const auto want = memcc_test::naive_layer(c.attrs, c.plan, c.X, c.G, bias);
   double scale = 1e-30;
   for (float v : want) scale = std::max(scale, double(std::fabs(v)));
@@ -226,6 +232,8 @@ TEST(layer_matmul_random) {
     compare(c, serial1, "matmul serial");
     compare(c, serial3, "matmul split in 3");
     compare(c, threads, "matmul on 3 threads");
+    compare(c, serial3, "matmul packed, split in 3", true);
+    compare(c, threads, "matmul packed on 3 threads", true);
     compare_batched(c, serial1, "matmul batched serial");
     compare_batched(c, threads, "matmul batched on 3 threads");
   }
@@ -324,6 +332,15 @@ TEST(layer_large_blocks) {
   for (auto& v : c.G) v = cond(rng);
   c.bias.assign(200, 0.5f);
   compare(c, threads, "matmul 700x300x200 ADC");
+  compare(c, threads, "matmul 700x300x200 ADC, packed (unaligned tiles)", true);
+  for (int64_t adc : {int64_t{8}, int64_t{0}}) {
+    memcc_test::MapAttributes aligned;
+    aligned.set("weight_scale", 1e4f).set("tile_shape", V{128, 64}).set("adc_bits", adc).set("dac_bits", int64_t{8});
+    Case a = c;
+    a.attrs = parse_attributes(aligned);
+    a.plan = plan_layer(a.attrs, V{700, 300}, V{2, 300, 200}, &bias_shape);
+    compare(a, threads, "matmul 700x300x200 128x64 tiles, packed", true);
+  }
   memcc_test::MapAttributes ideal;
   ideal.set("weight_scale", 1e4f);
   c.attrs = parse_attributes(ideal);
