@@ -520,24 +520,15 @@ class CompileContext:
 
     def _all_names(self) -> set[str]:
         names: set[str] = set()
-        g = self.graph
-
-        def visit(graph):
+        for graph in _graphs_within(self.graph):
             for n in graph.node:
                 names.add(n.name)
                 names.update(n.input)
                 names.update(n.output)
-                for a in n.attribute:
-                    if a.type == onnx.AttributeProto.GRAPH:
-                        visit(a.g)
-                    for sub in a.graphs:
-                        visit(sub)
             names.update(t.name for t in graph.initializer)
             names.update(v.name for v in graph.input)
             names.update(v.name for v in graph.output)
             names.update(v.name for v in graph.value_info)
-
-        visit(g)
         names.discard("")
         return names
 
@@ -630,24 +621,29 @@ class CompileContext:
         return None
 
 
+def _subgraphs(node: onnx.NodeProto):
+    """The graphs held by a node's attributes (If/Loop/Scan bodies)."""
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            yield a.g
+        yield from a.graphs
+
+
+def _graphs_within(graph: onnx.GraphProto):
+    """`graph` and every sub-graph nested in it, at any depth."""
+    yield graph
+    for n in graph.node:
+        for sub in _subgraphs(n):
+            yield from _graphs_within(sub)
+
+
 def _implicit_inputs(node: onnx.NodeProto) -> set[str]:
     """Names a node's sub-graphs read from the enclosing scope (over-approximation: all inputs)."""
     names: set[str] = set()
-
-    def visit(graph):
-        for n in graph.node:
-            names.update(n.input)
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    visit(a.g)
-                for sub in a.graphs:
-                    visit(sub)
-
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            visit(a.g)
-        for sub in a.graphs:
-            visit(sub)
+    for sub in _subgraphs(node):
+        for graph in _graphs_within(sub):
+            for n in graph.node:
+                names.update(n.input)
     return names
 
 

@@ -26,6 +26,22 @@ constexpr int64_t kColumnAlign = 16;
 // Columns per sgemm call of the matmul ADC path (a whole number of column tiles).
 constexpr int64_t kMaxCallCols = 512;
 
+// The read-noise state of one task's tile reads: the squared encoded inputs (`count` values),
+// room for one normal per column of a read (`cols`), and per-read variances (`reads` values).
+TileNoise tile_noise(const ReadNoise& noise, const float* encoded, int64_t count, int64_t reads, int64_t cols,
+                     int64_t q0) {
+  float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(count + cols));
+  for (int64_t i = 0; i < count; ++i) sq[i] = encoded[i] * encoded[i];
+  TileNoise tn;
+  tn.squares = sq;
+  tn.z = sq + count;
+  tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(reads));
+  tn.key = noise.key;
+  tn.execution = noise.execution;
+  tn.q0 = q0;
+  return tn;
+}
+
 AdcTiling tiling_of(const OpAttributes& a, int64_t K) {
   AdcTiling t;
   t.tile_rows = a.tile_rows > 0 ? std::min(a.tile_rows, K) : K;
@@ -257,17 +273,7 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * tc));
 
     encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
-    TileNoise tn;
-    if (noise) {
-      float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(m * K + tc));
-      for (int64_t i = 0; i < m * K; ++i) sq[i] = v[i] * v[i];
-      tn.squares = sq;
-      tn.z = sq + m * K;
-      tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * tc));
-      tn.key = noise->key;
-      tn.execution = noise->execution;
-      tn.q0 = r0;
-    }
+    TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * tc, tc, r0) : TileNoise{};
     if (!noise) {
       // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
       // given, else one sgemm, which packs the block's inputs once per call, not once per 128
@@ -416,17 +422,8 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
       }
       float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(cnt * tc));
       float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(cnt * tc));
-      TileNoise tn;
-      if (noise) {
-        float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(Kg * cnt + tc));
-        for (int64_t i = 0; i < Kg * cnt; ++i) sq[i] = col[i] * col[i];
-        tn.squares = sq;
-        tn.z = sq + Kg * cnt;
-        tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(cnt * tc));
-        tn.key = noise->key;
-        tn.execution = noise->execution;
-        tn.q0 = (b * G + h) * P + p0;  // the spec's q of conv mode
-      }
+      // q0: the spec's q of conv mode.
+      TileNoise tn = noise ? tile_noise(*noise, col, Kg * cnt, cnt * tc, tc, (b * G + h) * P + p0) : TileNoise{};
       for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
         const int64_t nc = std::min(tc, Ng - c0);
         if (noise) {
