@@ -10,59 +10,61 @@
 namespace memcc {
 namespace {
 
-constexpr double kLn2 = 0.69314718055994530942;
-constexpr double kTwoPi = 6.283185307179586476925286766559;
-constexpr double kSqrt2 = 1.41421356237309504880;
+constexpr float kLn2 = 0.693147180559945f;
+constexpr float kHalfPi = 1.57079632679489662f;
 
-
-// uint32 -> double without an unsigned conversion instruction (AVX2 has only the signed one).
-inline double u32_to_double(uint32_t x) {
-  return static_cast<double>(static_cast<int32_t>(x ^ 0x80000000u)) + 2147483648.0;
+// -ln u for u = (x + 1/2) / 2^32, relative error a few float ulps for every x. With
+// s = (1 - y) / (1 + y), -ln y = 2 atanh(s); the series in s^2 to s^12 truncates below 2^-26 for
+// |s| <= 1/3. u < 1/2: y = the mantissa m of x + 1/2 folded into [sqrt(1/2), sqrt(2)) (m - 1
+// is exact), plus (32 - e) ln 2 (> ln 2, so no cancellation). u >= 1/2: y = u itself, with
+// 1 - u = (~x + 1/2) / 2^32 formed from the integer complement, so the small -ln u near u = 1
+// keeps its relative accuracy (1 - u rounded from u would not).
+inline float neg_ln_unit(uint32_t x) {
+  const bool low = x < 0x80000000u;
+  const float t = static_cast<float>(static_cast<int32_t>(x & 0x7FFFFFFFu)) + 0.5f;  // low half only
+  const uint32_t b = float_bits(t);
+  float m = bits_float((b & 0x007FFFFFu) | 0x3F800000u);
+  float e = static_cast<float>(static_cast<int32_t>(b >> 23) - 127);
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1.0f : e;
+  const float w = (static_cast<float>(static_cast<int32_t>(~x & 0x7FFFFFFFu)) + 0.5f) * 0x1p-32f;  // 1 - u
+  const float num = low ? 1.0f - m : w;
+  const float den = low ? 1.0f + m : 2.0f - w;
+  const float s = num / den;
+  const float s2 = s * s;
+  const float series =
+      1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 + s2 * (1.0f / 11 + s2 / 13)))));
+  const float atanh2 = 2.0f * s * series;
+  return low ? (32.0f - e) * kLn2 + atanh2 : atanh2;
 }
 
-// ln(y) for y >= 0.5 normal: y = 2^e m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s),
-// s = (m - 1) / (m + 1), |s| <= 0.172, series to s^11: relative error of ln m < 1e-10 (the
-// series' relative truncation error, so also near y = 1), far below the float32 results.
-inline double ln_positive(double y) {
-  const uint64_t b = bits_of(y);
-  // The exponent as a double without an int64 -> double conversion: 2^52 + E, minus 2^52.
-  const double biased = double_of(0x4330000000000000ull | (b >> 52)) - 4503599627370496.0;
-  double m = double_of((b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull);
-  double e = biased - 1023.0;
-  const bool big = m > kSqrt2;
-  m = big ? 0.5 * m : m;
-  e = big ? e + 1.0 : e;
-  const double s = (m - 1.0) / (m + 1.0);
-  const double s2 = s * s;
-  const double series = 1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 / 11))));
-  return e * kLn2 + 2.0 * s * series;
+// sin and cos of phi in [0, pi/4]: Taylor to phi^9 / phi^10 (truncation < 1e-9 relative).
+inline void sincos_octant(float phi, float* sn, float* cs) {
+  const float p2 = phi * phi;
+  *sn = phi + phi * p2 * (-1.0f / 6 + p2 * (1.0f / 120 + p2 * (-1.0f / 5040 + p2 * (1.0f / 362880))));
+  *cs = 1.0f + p2 * (-0.5f + p2 * (1.0f / 24 + p2 * (-1.0f / 720 + p2 * (1.0f / 40320 - p2 / 3628800))));
 }
 
-// cos(2 pi u) for u in (0, 1): with w = |u - 1/2| <= 1/2, cos(2 pi u) = -cos(2 pi w), and
-// cos(2 pi w) = -cos(2 pi (1/2 - w)) folds w into [0, 1/4]; Taylor in x = 2 pi t to x^14
-// (|x| <= pi/2: error < (pi/2)^16 / 16! < 1e-9).
-inline double cos_two_pi(double u) {
-  const double w = u - 0.5 < 0.0 ? 0.5 - u : u - 0.5;
-  const bool fold = w > 0.25;
-  const double t = fold ? 0.5 - w : w;
-  const double x = kTwoPi * t;
-  const double x2 = x * x;
-  double p = -1.0 / 87178291200.0;              // -1/14!
-  p = 1.0 / 479001600.0 + x2 * p;               // 1/12!
-  p = -1.0 / 3628800.0 + x2 * p;                // -1/10!
-  p = 1.0 / 40320.0 + x2 * p;                   // 1/8!
-  p = -1.0 / 720.0 + x2 * p;                    // -1/6!
-  p = 1.0 / 24.0 + x2 * p;                      // 1/4!
-  p = -0.5 + x2 * p;
-  const double c = 1.0 + x2 * p;  // cos(2 pi t)
-  return fold ? c : -c;
-}
-
-// sin(2 pi u) = cos(2 pi (u - 1/4)), the argument wrapped back into (0, 1) (exact: u has at most
-// 33 significant bits).
-inline double sin_two_pi(double u) {
-  const double v = u - 0.25;
-  return cos_two_pi(v <= 0.0 ? v + 1.0 : v);
+// cos and sin of 2 pi u, u = (x + 1/2) / 2^32, relative error a few float ulps, also near their
+// zeros: the quadrant is x's top two bits, the angle within it is reduced to [0, pi/4] in
+// integer arithmetic (exact), so no rounding of u ever reaches the argument.
+inline void cos_sin_two_pi(uint32_t x, float* c, float* s) {
+  const uint32_t quadrant = x >> 30;
+  const uint32_t r = x & 0x3FFFFFFFu;  // angle in the quadrant: (r + 1/2) / 2^30 * pi/2
+  const bool upper = r >= 0x20000000u;
+  const uint32_t rr = upper ? 0x3FFFFFFFu - r : r;  // distance to the nearer end, < 2^29
+  const float phi = (static_cast<float>(static_cast<int32_t>(rr)) + 0.5f) * (kHalfPi * 0x1p-30f);
+  float sn, cs;
+  sincos_octant(phi, &sn, &cs);
+  // theta = phi, or pi/2 - phi when upper.
+  const float st = upper ? cs : sn;
+  const float ct = upper ? sn : cs;
+  // cos / sin of quadrant * pi/2 + theta.
+  const float cq = (quadrant & 1u) ? st : ct;
+  const float sq = (quadrant & 1u) ? ct : st;
+  *c = (quadrant == 1u || quadrant == 2u) ? -cq : cq;
+  *s = (quadrant >= 2u) ? -sq : sq;
 }
 
 }  // namespace
@@ -106,24 +108,20 @@ static void philox_block(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uin
   }
 }
 
-// sqrt(-2 ln u), u = (x + 1/2) / 2^32: ln u = ln(x + 1/2) - 32 ln 2, exact in its inputs.
-inline double radius(uint32_t x) {
-  const double r2 = -2.0 * (ln_positive(u32_to_double(x) + 0.5) - 32.0 * kLn2);
-  return __builtin_sqrt(r2 > 0.0 ? r2 : 0.0);
-}
-
 // The four normals of each counter, in the spec's order: rho1 cos, rho1 sin, rho2 cos, rho2 sin.
 MEMCC_SIMD_CLONES_WIDE
 static void box_muller_block(const uint32_t* x0, const uint32_t* x1, const uint32_t* x2, const uint32_t* x3,
                              int n, float* c1, float* s1, float* c2, float* s2) {
   for (int i = 0; i < n; ++i) {
-    const double r1 = radius(x0[i]), r2 = radius(x2[i]);
-    const double a = (u32_to_double(x1[i]) + 0.5) * 0x1p-32;
-    const double b = (u32_to_double(x3[i]) + 0.5) * 0x1p-32;
-    c1[i] = static_cast<float>(r1 * cos_two_pi(a));
-    s1[i] = static_cast<float>(r1 * sin_two_pi(a));
-    c2[i] = static_cast<float>(r2 * cos_two_pi(b));
-    s2[i] = static_cast<float>(r2 * sin_two_pi(b));
+    const float r1 = __builtin_sqrtf(2.0f * neg_ln_unit(x0[i]));
+    const float r2 = __builtin_sqrtf(2.0f * neg_ln_unit(x2[i]));
+    float ca, sa, cb, sb;
+    cos_sin_two_pi(x1[i], &ca, &sa);
+    cos_sin_two_pi(x3[i], &cb, &sb);
+    c1[i] = r1 * ca;
+    s1[i] = r1 * sa;
+    c2[i] = r2 * cb;
+    s2[i] = r2 * sb;
   }
 }
 
