@@ -10,6 +10,7 @@
 #include "quantize.h"
 #include "runtime_effects.h"
 #include "small_gemm.h"
+#include "variance_gemm.h"
 
 namespace memcc {
 namespace {
@@ -77,7 +78,10 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
     if (noise) {
       // The read's variance: one more product, of f(v)^2 with sigma^2 sum_s G'^2.
       const float* sq = v_columns ? noise->squares + r0 * ldv : noise->squares + r0;
-      sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
+      if (!(noise->packed &&
+            variance_gemm(*noise->packed, sq, v_columns, ldv, m, r0, kr, noise->j0, nc, noise->var_buf, nc))) {
+        sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
+      }
       add_read_noise(buf, nc, noise->var_buf, m, nc, noise->key, noise->execution, noise->q0, r0 / tr, noise->j0,
                      noise->z);
     }

@@ -7,6 +7,7 @@
 namespace memcc {
 
 struct SmallGemmPack;
+struct VariancePack;
 
 // Row-major C = op(A) * B + beta * C, op(A) = A ([M, K]) or A^T (A stored [K, M]) when trans_a.
 // OpenBLAS (scipy-openblas32) underneath; throws OpError if a size exceeds its 32-bit ints.
@@ -34,6 +35,7 @@ struct AdcTiling {
 struct TileNoise {
   const float* squares = nullptr;
   const float* variance = nullptr;
+  const VariancePack* packed = nullptr;  // variance_gemm's copy of the whole matrix, or null
   uint64_t key = 0;
   uint64_t execution = 0;
   int64_t q0 = 0;

@@ -12,6 +12,7 @@
 #include "scratch.h"
 #include "simd_dispatch.h"
 #include "small_gemm.h"
+#include "variance_gemm.h"
 
 namespace memcc {
 namespace {
@@ -36,6 +37,7 @@ TileNoise tile_noise(const ReadNoise& noise, const float* encoded, int64_t count
   tn.squares = sq;
   tn.z = sq + count;
   tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(reads));
+  tn.packed = noise.packed;
   tn.key = noise.key;
   tn.execution = noise.execution;
   tn.q0 = q0;
@@ -188,7 +190,9 @@ void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64
   float* z = sq + n_in;
   for (int64_t i = 0; i < n_in; ++i) sq[i] = u[i] * u[i];
   float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * nc + nc));
-  sgemm(columns, m, nc, K, sq, columns ? ldu : K, noise.variance + j0, N, 0.0f, var, nc);
+  if (!(noise.packed && variance_gemm(*noise.packed, sq, columns, columns ? ldu : K, m, 0, K, j0, nc, var, nc))) {
+    sgemm(columns, m, nc, K, sq, columns ? ldu : K, noise.variance + j0, N, 0.0f, var, nc);
+  }
   if (ldy_col == 1) {
     add_read_noise(y, ldy_row, var, m, nc, noise.key, noise.execution, q0, 0, j0, z);
     return;
@@ -499,6 +503,19 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
       add_read_noise(term, Ng, row, 1, Ng, noise.key, noise.execution, (b * G + h) * P + q, 0, h * Ng, z);
       for (int64_t j = 0; j < Ng; ++j) y[base + j * P + q] += term[j];
     }
+  });
+}
+
+void add_noise_from_inputs(const LayerPlan& p, const ReadNoise& noise, const float* encoded, float* y,
+                           const TaskRunner& runner) {
+  const int64_t R = p.rows, K = p.K, N = p.N;
+  if (R == 0 || K == 0 || N == 0) return;
+  // Rows per task: every thread busy, and a block's squares within the scratch budget.
+  const int64_t want = task_budget(runner, 2 * R * K * N);
+  const int64_t per = std::max<int64_t>(1, std::min(ceil_div(R, want), std::max<int64_t>(16, kScratchFloats / K)));
+  run_tasks(runner, ceil_div(R, per), [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) * per, m = std::min(per, R - r0);
+    add_total_noise(noise, encoded + r0 * K, false, K, m, K, 0, N, N, r0, y + r0 * N, N, 1);
   });
 }
 

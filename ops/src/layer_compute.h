@@ -64,6 +64,11 @@ void encode_elementwise(const OpAttributes& attrs, const float* x, int64_t n, fl
 void add_noise_terms(const OpAttributes& attrs, const LayerPlan& plan, const ReadNoise& noise, const float* var,
                      float* y, const TaskRunner& runner);
 
+// The same terms in matmul mode from the encoded inputs themselves (e(X), [plan.rows, K]): the
+// variance products run per block of rows, as run_layer's one-product path does.
+void add_noise_from_inputs(const LayerPlan& plan, const ReadNoise& noise, const float* encoded, float* y,
+                           const TaskRunner& runner);
+
 // y (shape plan.y_shape) from x (the X tensor) and the packed matrix; bias may be null. With
 // read noise on, `noise` (its variance matrix and stream) is required.
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).

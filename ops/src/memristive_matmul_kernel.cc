@@ -347,6 +347,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (attrs_.read_noise()) {
       p->variance.resize(static_cast<size_t>(K * N));
       noise_variance(g, S, K, N, variance_sigma(attrs_), p->variance.data());
+      p->variance_packed = pack_variance(p->variance.data(), K, N);
     }
     p->matrix.resize(static_cast<size_t>(K * N));
     effective_matrix(g, S, K, N, attrs_.g_ref, matrix_scale(attrs_), p->matrix.data());
@@ -486,6 +487,12 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     product(x_data, packed.matrix.data(), packed.weights.data(), bias_data, y);
   }
   if (!noisy) return false;
+  if (!attrs_.conv) {
+    // The variance products per block of rows (on variance_gemm where the CPU has AMX-BF16) and
+    // the terms added while the block is in cache.
+    add_noise_from_inputs(plan, *noise, x_data, y, OrtTaskRunner(api_, context));
+    return false;
+  }
   // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
   float* sq = next;
   float* var = sq + x_count;
@@ -532,6 +539,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const auto packed = packed_for(g_data, g.shape, plan, engine, time, nchwc);
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
+  noise.packed = packed->variance_packed.empty() ? nullptr : &packed->variance_packed;
   noise.key = static_cast<uint64_t>(attrs_.noise_seed);
   noise.execution = execution;
   float* y = static_cast<float*>(y_data);

@@ -15,6 +15,7 @@
 
 #include "batched_layer.h"
 #include "layer_plan.h"
+#include "variance_gemm.h"
 #include "nchwc_conv.h"
 #include "op_attributes.h"
 #include "ort_native.h"
@@ -54,6 +55,7 @@ class MemristiveMatMulKernel {
     TileGeometry geometry;       // of `batched`
     double time = 0.0;           // the drift time the matrices were packed for
     std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise; sigma scaled, variance_sigma)
+    VariancePack variance_packed;  // variance for variance_gemm (AMX-BF16 CPUs only)
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "float_bits.h"
+#include "simd_dispatch.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && __GNUC__ >= 11
 #define MEMCC_HAS_AMX 1
@@ -24,11 +25,49 @@ constexpr int64_t kTileElems = 512;
 
 // Round to nearest even, as the spec's bound assumes. The inputs are squares and sums of
 // squares: >= 0, and a NaN or inf stays one (its payload bits are kept clear of the rounding).
+// Branch-free, so that the conversion loops vectorise.
 inline uint16_t to_bf16(float f) {
-  uint32_t b = float_bits(f);
-  if ((b & 0x7F800000u) == 0x7F800000u) return static_cast<uint16_t>((b >> 16) | ((b & 0xFFFFu) ? 0x40u : 0u));
-  b += 0x7FFFu + ((b >> 16) & 1u);
-  return static_cast<uint16_t>(b >> 16);
+  const uint32_t b = float_bits(f);
+  const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+  const uint32_t special = (b >> 16) | ((b & 0xFFFFu) ? 0x40u : 0u);
+  return static_cast<uint16_t>((b & 0x7F800000u) == 0x7F800000u ? special : rounded);
+}
+
+// a[k] = bf16(x[k] * s) for k < n, zero up to `padded`.
+MEMCC_SIMD_CLONES_WIDE
+void convert_row(const float* x, int64_t n, float s, int64_t padded, uint16_t* a) {
+  for (int64_t k = 0; k < n; ++k) a[k] = to_bf16(x[k] * s);
+  for (int64_t k = n; k < padded; ++k) a[k] = 0;
+}
+
+// mx[i] = max over k < n of x[k * ld + i], i < m (vectors as columns; squares are >= 0).
+MEMCC_SIMD_CLONES_WIDE
+void column_max(const float* x, int64_t ld, int64_t n, int64_t m, float* mx) {
+  for (int64_t i = 0; i < m; ++i) mx[i] = 0.0f;
+  for (int64_t k = 0; k < n; ++k) {
+    const float* r = x + k * ld;
+    for (int64_t i = 0; i < m; ++i) mx[i] = mx[i] < r[i] ? r[i] : mx[i];
+  }
+}
+
+MEMCC_SIMD_CLONES_WIDE
+float row_max(const float* x, int64_t n) {
+  // 16 running maxima: a single one is a serial chain the compiler may not reorder.
+  float lanes[16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    for (int l = 0; l < 16; ++l) lanes[l] = lanes[l] < x[k + l] ? x[k + l] : lanes[l];
+  }
+  float mx = 0.0f;
+  for (; k < n; ++k) mx = mx < x[k] ? x[k] : mx;
+  for (int l = 0; l < 16; ++l) mx = mx < lanes[l] ? lanes[l] : mx;
+  return mx;
+}
+
+// out[j] = c[j] * u for j < n.
+MEMCC_SIMD_CLONES_WIDE
+void scale_copy(const float* c, int64_t n, float u, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = c[j] * u;
 }
 
 // 2^-floor(log2 m) (m in [1, 2) after scaling) for finite m > 0, else 1.
@@ -155,33 +194,40 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
   const int64_t mp = (m + 15) / 16 * 16;
   const int64_t k_tiles = (kc + kRowBlock - 1) / kRowBlock;
   const int64_t lda = k_tiles * kRowBlock;
-  buf.a.assign(static_cast<size_t>(mp * lda), 0);
-  buf.row_unscale.assign(static_cast<size_t>(m), 1.0f);
+  const int64_t pairs = (nc + 2 * kColBlock - 1) / (2 * kColBlock);
+  buf.a.resize(static_cast<size_t>(mp * lda));
+  buf.row_unscale.resize(static_cast<size_t>(m));
+  buf.c.resize(static_cast<size_t>(std::max(pairs * mp * 32, m * (kc + 1))));
   // Each vector scaled by a power of two (exact) so its largest square lies in [1, 2).
-  std::vector<float>& mx = buf.c;
-  mx.assign(static_cast<size_t>(m), 0.0f);
-  for (int64_t k = 0; k < kc; ++k) {
-    for (int64_t i = 0; i < m; ++i) {
-      const float v = sq_columns ? sq[k * ldsq + i] : sq[i * ldsq + k];
-      mx[i] = mx[i] < v ? v : mx[i];
+  const float* rows = sq;
+  int64_t ld_rows = ldsq;
+  float* mx = buf.c.data();
+  if (sq_columns) {
+    // Transposed into the accumulator buffer first (free until the product), then as rows.
+    float* t = buf.c.data() + m;
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t i = 0; i < m; ++i) t[i * kc + k] = sq[k * ldsq + i];
     }
+    column_max(sq, ldsq, kc, m, mx);
+    rows = t;
+    ld_rows = kc;
+  } else {
+    for (int64_t i = 0; i < m; ++i) mx[i] = row_max(sq + i * ldsq, kc);
   }
   for (int64_t i = 0; i < m; ++i) {
     const float s = normalising_scale(mx[i]);
     buf.row_unscale[i] = pack.unscale / s;
-    uint16_t* ar = buf.a.data() + i * lda;
-    for (int64_t k = 0; k < kc; ++k) ar[k] = to_bf16((sq_columns ? sq[k * ldsq + i] : sq[i * ldsq + k]) * s);
+    convert_row(rows + i * ld_rows, kc, s, lda, buf.a.data() + i * lda);
   }
-  const int64_t pairs = (nc + 2 * kColBlock - 1) / (2 * kColBlock);
-  buf.c.assign(static_cast<size_t>(pairs * mp * 32), 0.0f);
+  std::fill(buf.a.begin() + m * lda, buf.a.begin() + mp * lda, uint16_t{0});
   const int64_t nb0 = j0 / kColBlock, kb0 = k0 / kRowBlock;
   const int64_t pack_stride = pack.k_blocks * kTileElems;  // one column block
   const uint16_t* b0 = pack.tiles.data() + nb0 * pack_stride + kb0 * kTileElems;
   amx_product(buf.a.data(), lda, mp, k_tiles, b0, b0 + pack_stride, buf.c.data(), pairs, pack_stride);
-  for (int64_t i = 0; i < m; ++i) {
-    const float u = buf.row_unscale[i];
-    for (int64_t j = 0; j < nc; ++j) {
-      out[i * ldo + j] = buf.c[((j / 32) * mp + i) * 32 + j % 32] * u;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int64_t w = std::min<int64_t>(32, nc - p * 32);
+    for (int64_t i = 0; i < m; ++i) {
+      scale_copy(buf.c.data() + (p * mp + i) * 32, w, buf.row_unscale[i], out + i * ldo + p * 32);
     }
   }
   return true;
