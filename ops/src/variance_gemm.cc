@@ -197,27 +197,32 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
   const int64_t pairs = (nc + 2 * kColBlock - 1) / (2 * kColBlock);
   buf.a.resize(static_cast<size_t>(mp * lda));
   buf.row_unscale.resize(static_cast<size_t>(m));
-  buf.c.resize(static_cast<size_t>(std::max(pairs * mp * 32, m * (kc + 1))));
+  buf.c.resize(static_cast<size_t>(std::max(pairs * mp * 32, 2 * m)));
   // Each vector scaled by a power of two (exact) so its largest square lies in [1, 2).
-  const float* rows = sq;
-  int64_t ld_rows = ldsq;
   float* mx = buf.c.data();
+  float* scale = mx + m;
   if (sq_columns) {
-    // Transposed into the accumulator buffer first (free until the product), then as rows.
-    float* t = buf.c.data() + m;
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t i = 0; i < m; ++i) t[i * kc + k] = sq[k * ldsq + i];
-    }
     column_max(sq, ldsq, kc, m, mx);
-    rows = t;
-    ld_rows = kc;
   } else {
     for (int64_t i = 0; i < m; ++i) mx[i] = row_max(sq + i * ldsq, kc);
   }
   for (int64_t i = 0; i < m; ++i) {
-    const float s = normalising_scale(mx[i]);
-    buf.row_unscale[i] = pack.unscale / s;
-    convert_row(rows + i * ld_rows, kc, s, lda, buf.a.data() + i * lda);
+    scale[i] = normalising_scale(mx[i]);
+    buf.row_unscale[i] = pack.unscale / scale[i];
+  }
+  if (sq_columns) {
+    // Transposed 32 rows of squares at a time: the rows a block reads stay in L1.
+    for (int64_t kb = 0; kb < lda; kb += kRowBlock) {
+      const int64_t kn = std::min(kRowBlock, kc - kb);
+      for (int64_t i = 0; i < m; ++i) {
+        uint16_t* ar = buf.a.data() + i * lda + kb;
+        const float s = scale[i];
+        for (int64_t k = 0; k < kn; ++k) ar[k] = to_bf16(sq[(kb + k) * ldsq + i] * s);
+        for (int64_t k = std::max<int64_t>(kn, 0); k < kRowBlock; ++k) ar[k] = 0;
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < m; ++i) convert_row(sq + i * ldsq, kc, scale[i], lda, buf.a.data() + i * lda);
   }
   std::fill(buf.a.begin() + m * lda, buf.a.begin() + mp * lda, uint16_t{0});
   const int64_t nb0 = j0 / kColBlock, kb0 = k0 / kRowBlock;
