@@ -4,6 +4,8 @@ Monte Carlo of noisy conductance copies, the drift law), the compiler passes end
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import pytest
@@ -49,12 +51,20 @@ def lib_session(model):
     return session(model)
 
 
-def close(a, b, rtol=2e-5):
+def close(a, b, rtol=2e-5, extra=0.0):
+    """|a - b| <= rtol * max|b| + extra (elementwise extra: the read-noise allowance below)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     scale = max(float(np.max(np.abs(b))), 1e-30)
     assert a.shape == b.shape
-    err = float(np.max(np.abs(a - b)))
-    assert err <= rtol * scale, f"max abs error {err:.3g} > {rtol:g} * {scale:.3g}"
+    err = float(np.max(np.abs(a - b) - extra))
+    assert err <= rtol * scale, f"max abs error beyond the noise allowance {err:.3g} > {rtol:g} * {scale:.3g}"
+
+
+# docs/op-spec.md ("Numerical agreement"): the read-noise variance may be off by a relative
+# 2^-7 + 2^-16 (bfloat16 factors, the C++ library on AMX-BF16 CPUs), so the term sqrt(var) z by
+# at most half that; 2^-8 plus a margin for the float32 sums. `term` is the reference's noise.
+def noise_allowance(term):
+    return (2.0**-8 + 2.0**-12) * np.abs(term)
 
 
 BASE = dict(weight_scale=5e3, max_input_voltage=0.3)
@@ -123,15 +133,24 @@ def test_library_matches_reference(effect, quant, conv):
         model = op_model(G, bias=g.standard_normal(N), time_input=True, **attrs)
     sess = lib_session(model)
     ref = evaluator(model)
+    noisy = attrs.get("read_noise_std", 0.0) > 0
+    if noisy:
+        # The same layer without read noise: the reference's noise term is the difference.
+        quiet_model = copy.deepcopy(model)
+        for a in quiet_model.graph.node[0].attribute:
+            if a.name == "read_noise_std":
+                a.f = 0.0
+        quiet_ref = evaluator(quiet_model)
     for t in (1.0, 3600.0, 1e6):  # one session at several times; every run is a new execution c
         feeds = {"x": x, "T": np.array(t, np.float32)}
         got, want = sess.run(None, feeds)[0], ref.run(None, feeds)[0]
+        extra = noise_allowance(want - quiet_ref.run(None, feeds)[0]) if noisy else 0.0
         if quant in ("adc", "range"):
             # A value within rounding of an ADC/DAC level may land one level away (spec).
-            off = np.abs(got - want) > 2e-5 * np.abs(want).max()
+            off = np.abs(got - want) > 2e-5 * np.abs(want).max() + extra
             assert off.mean() < 0.02
         else:
-            close(got, want)
+            close(got, want, extra=extra)
 
 
 def test_read_noise_changes_per_execution_and_repeats_per_session():
@@ -144,8 +163,10 @@ def test_read_noise_changes_per_execution_and_repeats_per_session():
     assert not np.array_equal(a, b)
     sess2 = lib_session(model)
     np.testing.assert_array_equal(sess2.run(None, {"x": x})[0], a)
-    close(a, memristive_matmul(x, G, **BASE, read_noise_std=0.1, noise_seed=3, execution=0))
-    close(b, memristive_matmul(x, G, **BASE, read_noise_std=0.1, noise_seed=3, execution=1))
+    quiet = memristive_matmul(x, G, **BASE)
+    for got, c in ((a, 0), (b, 1)):
+        want = memristive_matmul(x, G, **BASE, read_noise_std=0.1, noise_seed=3, execution=c)
+        close(got, want, extra=noise_allowance(want - quiet))
 
 
 @pytest.mark.parametrize("bad,fragment", [
@@ -291,8 +312,8 @@ def test_compile_read_noise_end_to_end(mlp):
     assert 0.003 < err < 0.2 and not np.array_equal(r1, r2)
     if library_available():
         sess = lib_session(noisy)
-        close(sess.run(None, {"x": x})[0], r1, rtol=1e-4)
-        close(sess.run(None, {"x": x})[0], r2, rtol=1e-4)
+        close(sess.run(None, {"x": x})[0], r1, rtol=1e-4, extra=noise_allowance(r1 - want))
+        close(sess.run(None, {"x": x})[0], r2, rtol=1e-4, extra=noise_allowance(r2 - want))
 
 
 @pytest.mark.parametrize("device,params", [("data_driven", {}), ("stanford_pku", {})])

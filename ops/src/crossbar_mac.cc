@@ -78,7 +78,8 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
     if (noise) {
       // The read's variance: one more product, of f(v)^2 with sigma^2 sum_s G'^2.
       const float* sq = v_columns ? noise->squares + r0 * ldv : noise->squares + r0;
-      if (!(noise->packed &&
+      // Row tiles under 32 rows fill less than one bfloat16 tile: the float32 product is as cheap.
+      if (!(noise->packed && kr >= 32 &&
             variance_gemm(*noise->packed, sq, v_columns, ldv, m, r0, kr, noise->j0, nc, noise->var_buf, nc))) {
         sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
       }

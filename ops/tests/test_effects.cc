@@ -3,6 +3,7 @@
 // formula), and whole layers with every effect against the naive transcription of the spec.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "philox.h"
 #include "runtime_effects.h"
 #include "test_harness.h"
+#include "variance_gemm.h"
 
 using namespace memcc;
 using V = std::vector<int64_t>;
@@ -48,12 +50,14 @@ Packed pack(const OpAttributes& a, const LayerPlan& p, const std::vector<float>&
 }
 
 std::vector<float> run(const OpAttributes& a, const LayerPlan& p, const Packed& packed, const std::vector<float>& X,
-                       const float* bias, uint64_t execution, int threads = 1) {
+                       const float* bias, uint64_t execution, int threads = 1,
+                       const VariancePack* variance_packed = nullptr) {
   int64_t total = 1;
   for (int64_t d : p.y_shape) total *= d;
   std::vector<float> y(static_cast<size_t>(total), NAN);
   ReadNoise noise;
   noise.variance = packed.variance.empty() ? nullptr : packed.variance.data();
+  noise.packed = variance_packed;
   noise.key = static_cast<uint64_t>(a.noise_seed);
   noise.execution = execution;
   run_layer(a, p, packed.matrix.data(), X.data(), bias, y.data(), SerialRunner(threads), &noise);
@@ -302,4 +306,64 @@ TEST(effects_attributes_checked) {
   CHECK(a.read_noise() && !a.reads_tiles() && a.encodes_input() && !a.uses_adc());
   const OpAttributes b = parse("drift_nu", 0.1f);
   CHECK(!b.encodes_input() && !b.reads_tiles() && drift_enabled(b));
+}
+
+TEST(effects_packed_variance_within_bound) {
+  // The read-noise variance on variance_gemm (AMX-BF16) against the float32 one, through the
+  // layer paths that use it: each noise term within the spec's bound (2^-8 of the term, half the
+  // variance's 2^-7 + 2^-16, plus float32 sums). With the ADC (24 bits: a level more) the reads
+  // span all K rows, so that each output has one noise term (with several row tiles the bound
+  // holds per tile read, whose terms an output does not show); column tiles at j0 > 0 included.
+  if (!variance_amx_available()) {
+    std::printf("  (no AMX-BF16 on this CPU: nothing to compare)\n");
+    return;
+  }
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  struct Case {
+    bool conv;
+    V tiles;
+    int64_t adc_bits;
+  };
+  for (const Case& cs : {Case{false, V{0, 0}, 0}, Case{false, V{0, 32}, 24}, Case{true, V{0, 0}, 0},
+                         Case{true, V{0, 32}, 24}}) {
+    memcc_test::MapAttributes m;
+    m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.2f)
+        .set("noise_seed", int64_t{4}).set("iv_a", 0.32f).set("iv_b", 2.7f).set("tile_shape", cs.tiles);
+    if (cs.adc_bits > 0) m.set("adc_bits", cs.adc_bits).set("dac_bits", int64_t{8});
+    V x_shape, g_shape;
+    if (cs.conv) {
+      m.set("kernel_shape", V{3, 3}).set("pads", V{1, 1, 1, 1});
+      x_shape = {2, 16, 7, 6};
+      g_shape = {2, 16 * 9, 64};
+    } else {
+      x_shape = {37, 200};
+      g_shape = {2, 200, 96};
+    }
+    const OpAttributes a = parse_attributes(m);
+    const LayerPlan p = plan_layer(a, x_shape, g_shape, nullptr);
+    std::vector<float> X(static_cast<size_t>(x_shape[0] * x_shape[1] * (cs.conv ? x_shape[2] * x_shape[3] : 1)));
+    std::vector<float> G(static_cast<size_t>(g_shape[0] * g_shape[1] * g_shape[2]));
+    for (auto& v : X) v = nd(rng);
+    for (auto& g : G) g = cond(rng);
+    const Packed packed = pack(a, p, G, 1.0);
+    const VariancePack vp = pack_variance(packed.variance.data(), p.K, p.N);
+    OpAttributes quiet = a;
+    quiet.read_noise_std = 0.0f;
+    const auto y0 = run(quiet, p, pack(quiet, p, G, 1.0), X, nullptr, 0);
+    const auto exact = run(a, p, packed, X, nullptr, 3);
+    const auto fast = run(a, p, packed, X, nullptr, 3, 2, &vp);
+    double scale = 1e-30;
+    for (float v : exact) scale = std::max(scale, double(std::fabs(v)));
+    const double level = cs.adc_bits > 0 ? std::ldexp(scale, -17) : 0.0;
+    double worst = 0.0;
+    for (size_t i = 0; i < exact.size(); ++i) {
+      const double term = double(exact[i]) - y0[i];
+      const double err = std::fabs(double(fast[i]) - exact[i]);
+      CHECK(err <= (std::ldexp(1.0, -8) + std::ldexp(1.0, -12)) * std::fabs(term) + 1e-6 * scale + level);
+      worst = std::max(worst, err / (std::fabs(term) + 1e-30));
+    }
+    // The bf16 path did run: its rounding shows.
+    CHECK(worst > std::ldexp(1.0, -16));
+  }
 }
