@@ -5,7 +5,9 @@ both, and drift, next to the same layer without them (interleaved runs, medians)
 
 Layers: matmul 64x512x512 and a conv layer (B16, 64->64 ch, 16x16, 3x3), each in three periphery
 settings: "ideal" (no DAC/ADC), "adc" (8-bit DAC and ADC, 128x128 tiles) and "range" (fixed
-input range 4, 8-bit DAC, no ADC). Sessions use 2 intra-op threads. Timings are per op call, session overhead included.
+input range 4, 8-bit DAC, no ADC). Sessions use --threads intra-op threads (default 1: ratios on a
+loaded machine are steadier single-threaded). Timings are per op call, session overhead included.
+On CPUs with AMX-BF16 the read-noise variance runs on the tile unit (MEMCC_OPS_AMX=0: float32).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def layer_model(G, conv: bool, attrs: dict):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.memcc", 1)])
 
 
-THREADS = 2
+THREADS = 1
 
 
 def sessions_for(G, conv, periphery):
@@ -83,7 +85,7 @@ def bench(label, G, x, conv, rounds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2, help="intra-op threads per session")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per session")
     args = ap.parse_args()
     global THREADS
     THREADS = args.threads
