@@ -79,7 +79,9 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
       // The read's variance: one more product, of f(v)^2 with sigma^2 sum_s G'^2.
       const float* sq = v_columns ? noise->squares + r0 * ldv : noise->squares + r0;
       // Row tiles under 32 rows fill less than one bfloat16 tile: the float32 product is as cheap.
-      if (!(noise->packed && kr >= 32 &&
+      // Vectors as columns (conv) stay on float32 too: measured, variance_gemm's transposing
+      // conversion costs more than the tile unit saves there (bench_nonidealities, conv adc).
+      if (!(noise->packed && kr >= 32 && !v_columns &&
             variance_gemm(*noise->packed, sq, v_columns, ldv, m, r0, kr, noise->j0, nc, noise->var_buf, nc))) {
         sgemm(v_columns, m, nc, kr, sq, ldv, noise->variance + r0 * ldd, ldd, 0.0f, noise->var_buf, nc);
       }

@@ -190,7 +190,8 @@ void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64
   float* z = sq + n_in;
   for (int64_t i = 0; i < n_in; ++i) sq[i] = u[i] * u[i];
   float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * nc + nc));
-  if (!(noise.packed && variance_gemm(*noise.packed, sq, columns, columns ? ldu : K, m, 0, K, j0, nc, var, nc))) {
+  // Columns (conv): float32, as in tiled_adc_mac (the transposing conversion does not pay).
+  if (!(noise.packed && !columns && variance_gemm(*noise.packed, sq, columns, columns ? ldu : K, m, 0, K, j0, nc, var, nc))) {
     sgemm(columns, m, nc, K, sq, columns ? ldu : K, noise.variance + j0, N, 0.0f, var, nc);
   }
   if (ldy_col == 1) {

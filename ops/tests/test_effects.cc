@@ -325,8 +325,8 @@ TEST(effects_packed_variance_within_bound) {
     V tiles;
     int64_t adc_bits;
   };
-  for (const Case& cs : {Case{false, V{0, 0}, 0}, Case{false, V{0, 32}, 24}, Case{true, V{0, 0}, 0},
-                         Case{true, V{0, 32}, 24}}) {
+  // Matmul only: conv layers keep the float32 variance (layer_compute.cc).
+  for (const Case& cs : {Case{false, V{0, 0}, 0}, Case{false, V{0, 32}, 24}}) {
     memcc_test::MapAttributes m;
     m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.2f)
         .set("noise_seed", int64_t{4}).set("iv_a", 0.32f).set("iv_b", 2.7f).set("tile_shape", cs.tiles);
