@@ -52,10 +52,13 @@ def sessions(model: onnx.ModelProto, *, gpu_only: bool = True):
     cpu = session(model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    providers = ["CUDAExecutionProvider"]
     if gpu_only:
         opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    else:
+        providers.append("CPUExecutionProvider")
     try:
-        gpu = session(model, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], sess_options=opts)
+        gpu = session(model, providers=providers, sess_options=opts)
     except Exception as exc:  # no usable GPU behind the provider
         _skip_or_fail(f"no CUDA session: {str(exc).splitlines()[0]}")
     if "CUDAExecutionProvider" not in gpu.get_providers():
@@ -90,7 +93,9 @@ def op_model(G, x_rank: int, *, bias=None, time_input=False, **attrs) -> onnx.Mo
         inputs.append(helper.make_tensor_value_info("T", F, []))
     node = helper.make_node("MemristiveMatMul", ins, ["y"], domain="ai.memcc", name="op", **attrs)
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", F, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.memcc", 1)])
+    # IR 10: what onnxruntime 1.20 and later read, whatever onnx wrote by default.
+    return helper.make_model(graph, ir_version=10,
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.memcc", 1)])
 
 
 def conductances(rng, S, K, N):

@@ -67,7 +67,9 @@ __device__ inline void write_output(const GemmArgs& g, int64_t h, int64_t row, i
 template <bool kNoise, Epilogue kEpi>
 __global__ void __launch_bounds__(kGemmThreads) crossbar_gemm(GemmArgs g) {
   constexpr int BM = kGemmBM, BN = kGemmBN, BK = kGemmBK, TM = kGemmTM, TN = kGemmTN;
-  __shared__ float As[BK][BM];
+  // +4: the tile is stored k-major by threads that walk k fastest; padding spreads those stores
+  // over the banks (and keeps each row of 4 floats 16-byte aligned for the reads).
+  __shared__ float As[BK][BM + 4];
   __shared__ float Bs[BK][BN];
   __shared__ float Vs[kNoise ? BK : 1][kNoise ? BN : 1];
   const LayerSpec& s = g.spec;
