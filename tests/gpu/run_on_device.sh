@@ -12,6 +12,14 @@
 #   .whl/     scipy_openblas32-*.whl and onnxruntime_gpu-*.whl for the machine's Python. A wheel
 #             larger than one call can carry is split (split -b 60M W W.part) and sent piece by
 #             piece with --stage; the pieces are joined back here.
+# For the device tool's machines (Python 3.12, onnxruntime-gpu built for CUDA 13), on this side:
+#   echo /.whl/ >> .git/info/exclude   (already in .gitignore here, as are .ortinc/ and gpu-results/)
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d /tmp/wheels onnxruntime-gpu==1.31.1 scipy-openblas32
+#   split -b 60M /tmp/wheels/onnxruntime_gpu-*.whl /tmp/wheels/<same name>.whl.part
+# then one `run` per piece (carry .whl holding that piece, command `tests/gpu/run_on_device.sh
+# --stage`) while the machine stays warm, and a last run of this script with .ortinc carried.
 # Results go to $OUT (the device tool's output folder) when it is set, else to ./gpu-results.
 set -eu
 
