@@ -7,9 +7,9 @@ below the lowest state give the lowest state, values above the highest the highe
 NaN. The MemTorch paper (ISCAS 2020) models finite conductance states the same way: each
 programmed conductance is replaced by the nearest of N states (/work/shared/docs/devices.md).
 
-The signature is deliberately plain (float array in, sorted float array of states in, float32
-array out) so that a compiled routine can take its place later; `nearest_state_index` is the
-same search returning the index of the chosen state.
+The search runs in the op library's compiled routine (`ops/src/nearest_state.h`, the binary
+search a CUDA kernel can share) when the library is built, and in NumPy otherwise; both give the
+same indices (tests). `nearest_state_index` returns the index of the chosen state.
 """
 
 from __future__ import annotations
@@ -35,6 +35,29 @@ def nearest_state_index(values, sorted_states) -> np.ndarray:
     """
     s = _check_states(sorted_states)
     v = np.asarray(values, dtype=np.float64)
+    native = _native_index(v, s)
+    if native is not None:
+        return native
+    return _numpy_index(v, s)
+
+
+def _native_index(v: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+    from memcc.runtime import native_routines
+
+    lib = native_routines()
+    if lib is None:
+        return None
+    values = np.ascontiguousarray(v, dtype=np.float64)
+    states = np.ascontiguousarray(s, dtype=np.float64)
+    out = np.empty(values.shape, dtype=np.int64)
+    rc = lib.memcc_nearest_state_index(values.ctypes.data, values.size, states.ctypes.data, states.size,
+                                       out.ctypes.data)
+    if rc != 0:
+        raise ValueError(f"nearest-state search refused its arguments (code {rc})")
+    return out
+
+
+def _numpy_index(v: np.ndarray, s: np.ndarray) -> np.ndarray:
     if s.size == 1:
         idx = np.zeros(v.shape, dtype=np.int64)
     else:

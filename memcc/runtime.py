@@ -82,6 +82,27 @@ def _preload_openblas() -> None:
         _openblas_handle = False
 
 
+_native_handle = None  # ctypes.CDLL of the op library for its C entry points; False: unavailable
+
+
+def native_routines():
+    """The op library loaded with ctypes, for its plain C entry points (`c_api.cc`), or None
+    when the library is not built, cannot be loaded, or predates those entry points."""
+    global _native_handle
+    if _native_handle is None:
+        _native_handle = False
+        try:
+            _preload_openblas()
+            lib = ctypes.CDLL(library_path())
+            lib.memcc_nearest_state_index.restype = ctypes.c_int
+            lib.memcc_nearest_state_index.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                                      ctypes.c_int64, ctypes.c_void_p]
+            _native_handle = lib
+        except (MemccError, OSError, AttributeError):
+            pass
+    return _native_handle or None
+
+
 def _one_line(exc: BaseException) -> str:
     parts = [p.strip() for p in str(exc).splitlines() if p.strip()]
     line = " ".join(parts)

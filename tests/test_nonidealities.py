@@ -116,6 +116,28 @@ def test_nearest_state_ties_go_to_the_lower_state():
         nearest_state([0.0], [])
 
 
+def test_nearest_state_compiled_routine_equals_numpy():
+    """The op library's binary search (ops/src/nearest_state.h) and the NumPy one agree index for
+    index, ties, NaN, duplicates and out-of-range values included."""
+    from conftest import library_available
+
+    from memcc import quantize
+    from memcc.runtime import native_routines
+
+    if not library_available():
+        pytest.skip("memcc's C++ op library is not built")
+    assert native_routines() is not None
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 64):
+        states = np.sort(np.round(rng.uniform(0, 4, n) * 4) / 4)  # quarter grid: duplicates, exact ties
+        values = np.round(rng.uniform(-1, 5, (40, 50)) * 8) / 8
+        values[0, :3] = np.nan
+        native = quantize._native_index(values, states)
+        np.testing.assert_array_equal(native, quantize._numpy_index(values, states))
+        assert native.shape == values.shape and native[0, 0] == -1
+        np.testing.assert_array_equal(quantize.nearest_state_index(values, states), native)
+
+
 # ------------------------------------------------------------------------------- finite states
 
 

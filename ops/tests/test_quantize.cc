@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "naive_spec.h"
+#include "nearest_state.h"
 #include "quantize.h"
 #include "test_harness.h"
 
@@ -169,4 +171,35 @@ TEST(quantize_max_abs) {
   a[2] = 9.0f;
   CHECK_EQ(max_abs(a.data(), 37), 9.0f);
   CHECK_EQ(max_abs(a.data(), 2), 0.5f);
+}
+
+TEST(quantize_nearest_state_index) {
+  const double s[] = {1.0, 2.0, 4.0, 8.0};
+  CHECK_EQ(nearest_state_index(-5.0, s, 4), 0);  // below the range
+  CHECK_EQ(nearest_state_index(1.0, s, 4), 0);
+  CHECK_EQ(nearest_state_index(1.4, s, 4), 0);
+  CHECK_EQ(nearest_state_index(1.5, s, 4), 0);  // a tie goes to the lower state
+  CHECK_EQ(nearest_state_index(1.6, s, 4), 1);
+  CHECK_EQ(nearest_state_index(3.0, s, 4), 1);  // tie
+  CHECK_EQ(nearest_state_index(3.01, s, 4), 2);
+  CHECK_EQ(nearest_state_index(8.0, s, 4), 3);
+  CHECK_EQ(nearest_state_index(100.0, s, 4), 3);  // above the range
+  CHECK_EQ(nearest_state_index(std::nan(""), s, 4), -1);
+  CHECK_EQ(nearest_state_index(-3.0, s, 1), 0);  // one state
+  // Against a linear scan on random values and states (duplicates included).
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(-1.0, 11.0);
+  std::vector<double> states(37);
+  for (auto& v : states) v = std::round(u(rng) * 4.0) / 4.0;
+  std::sort(states.begin(), states.end());
+  for (int i = 0; i < 20000; ++i) {
+    const double v = std::round(u(rng) * 8.0) / 8.0;  // on the quarter grid: many exact ties
+    int64_t best = 0;
+    for (int64_t k = 1; k < static_cast<int64_t>(states.size()); ++k) {
+      if (std::fabs(states[k] - v) < std::fabs(states[best] - v)) best = k;
+    }
+    const int64_t got = nearest_state_index(v, states.data(), static_cast<int64_t>(states.size()));
+    // The scan keeps the first of equally near states, i.e. the lower one, as ties want.
+    CHECK_EQ(states[got], states[best]);
+  }
 }
