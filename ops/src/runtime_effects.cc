@@ -7,6 +7,7 @@
 
 #include "counter_normal.h"
 #include "float_bits.h"
+#include "iv_fast.h"
 #include "errors.h"
 #include "simd_dispatch.h"
 
@@ -62,17 +63,32 @@ inline double sinh_vec(double x) {
 
 }  // namespace
 
+// The float64 forms, for CPUs without the float32 kernels of iv_fast.cc.
 MEMCC_SIMD_CLONES_WIDE
-void iv_apply(float* x, int64_t n, float a, float b, float pre, float post) {
+static void iv_apply_double(float* x, int64_t n, float a, float b, float pre, float post) {
   const double bp = static_cast<double>(b) * pre, ap = static_cast<double>(a) * post;
   for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(ap * sinh_vec(bp * x[i]));
 }
 
 MEMCC_SIMD_CLONES_WIDE
-void iv_apply_each(float* x, int64_t n, float a, float b, const float* pre, const float* post) {
+static void iv_apply_each_double(float* x, int64_t n, float a, float b, const float* pre, const float* post) {
   for (int64_t i = 0; i < n; ++i) {
     x[i] = static_cast<float>(static_cast<double>(a) * post[i] * sinh_vec(static_cast<double>(b) * pre[i] * x[i]));
   }
+}
+
+void iv_apply(float* x, int64_t n, float a, float b, float pre, float post) {
+#ifdef MEMCC_IV_AVX512
+  if (iv_fast_available()) return iv_apply_fast(x, n, a, b, pre, post);
+#endif
+  iv_apply_double(x, n, a, b, pre, post);
+}
+
+void iv_apply_each(float* x, int64_t n, float a, float b, const float* pre, const float* post) {
+#ifdef MEMCC_IV_AVX512
+  if (iv_fast_available()) return iv_apply_each_fast(x, n, a, b, pre, post);
+#endif
+  iv_apply_each_double(x, n, a, b, pre, post);
 }
 
 bool drift_enabled(const OpAttributes& a) { return a.drift_nu > 0.0f || a.drift_nu_std > 0.0f; }
