@@ -207,9 +207,33 @@ void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64
   }
 }
 
+// Encoded layers with few rows (a DAC or f with input_range = 0): every row encoded once, then
+// small_gemm on W packed once (OpenBLAS would repack W on every call, which at these sizes costs
+// as much as the product) and the read-noise terms per block of rows.
+void matmul_digital_small(const OpAttributes& a, const LayerPlan& p, const SmallGemmPack& small, const float* x,
+                          const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+  const int64_t R = p.rows, K = p.K;
+  float* u = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(R * K));
+  float* scale = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(R));
+  const InputEncoding enc = encoding_of(a);
+  const int64_t per = std::max<int64_t>(8, ceil_div(R, std::max(1, runner.concurrency())));
+  run_tasks(runner, ceil_div(R, per), [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) * per, m = std::min(per, R - r0);
+    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Rescaled, u + r0 * K, K, scale + r0);
+  });
+  small_gemm(small, u, R, bias, Activation::None, y, runner);
+  if (noise) add_noise_from_inputs(p, *noise, u, y, runner);
+}
+
 void matmul_digital(const OpAttributes& a, const LayerPlan& p, const float* W, const float* x,
-                    const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+                    const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
+                    const SmallGemmPack* small) {
   const int64_t R = p.rows, K = p.K, N = p.N;
+  if (small && a.encodes_input() && small->K == K && small->N == N && R <= kSmallGemmMaxRows &&
+      R * K <= 4 * kScratchFloats) {
+    matmul_digital_small(a, p, *small, x, bias, y, runner, noise);
+    return;
+  }
   const Split s = choose_split(R, N, task_budget(runner, 2 * R * K * N), 8, 64);
   const InputEncoding enc = encoding_of(a);
   run_tasks(runner, s.row_blocks * s.col_blocks, [&](size_t t) {
@@ -563,7 +587,7 @@ bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   } else if (a.reads_tiles()) {
     matmul_adc(a, p, matrix, x, bias, y, runner, noise, small);
   } else {
-    matmul_digital(a, p, matrix, x, bias, y, runner, noise);
+    matmul_digital(a, p, matrix, x, bias, y, runner, noise, small);
   }
   return fused;
 }

@@ -74,7 +74,8 @@ void add_noise_from_inputs(const LayerPlan& plan, const ReadNoise& noise, const 
 // Throws OpError (only for sizes beyond the BLAS's 32-bit ints, or a missing `noise`).
 // Returns true when it also applied attrs.activation (step 9) to y; otherwise the caller does.
 // small (optional): `matrix` packed by pack_small_gemm; the matmul ADC path without read noise
-// then reads its tiles from it (tile_cols a multiple of kSmallGemmPanel, or one column tile).
+// then reads its tiles from it (tile_cols a multiple of kSmallGemmPanel, or one column tile), and
+// the encoded matmul path without an ADC runs its product on it when rows <= kSmallGemmMaxRows.
 bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr,
                const SmallGemmPack* small = nullptr);

@@ -15,6 +15,7 @@
 #include "layer_plan.h"
 #include "ort_access.h"
 #include "runtime_effects.h"
+#include "small_gemm.h"
 
 namespace memcc {
 namespace {
@@ -210,11 +211,14 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     const NchwcPlan& nchwc) {
   const TileGeometry geometry = tile_geometry(attrs_, plan);
   const bool drifts = drift_enabled(attrs_);
-  // Column panels of `matrix`: the ideal matmul engine's GEMM, and the tile reads of the fused
-  // matmul ADC path without read noise (D, packed once rather than by OpenBLAS per call).
+  // Column panels of `matrix`: the ideal matmul engine's GEMM, the tile reads of the fused
+  // matmul ADC path without read noise (D, packed once rather than by OpenBLAS per call), and
+  // the encoded matmul path without an ADC when it has few rows.
   const bool wants_small =
-      !attrs_.conv && (engine == Engine::NativeIdeal ||
-                       (engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise()));
+      !attrs_.conv &&
+      (engine == Engine::NativeIdeal ||
+       (engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise()) ||
+       (engine == Engine::Blas && !attrs_.reads_tiles() && plan.rows <= kSmallGemmMaxRows));
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
