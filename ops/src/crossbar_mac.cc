@@ -96,14 +96,51 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
   }
 }
 
+// The read-noise terms of one row tile's reads over w columns (tiles of tc): the variances of
+// all w columns in one product (variance_gemm converts the block's squares once, not once per
+// column tile), then each read's normals. buf is [m, w]; noise->variance, j0 at the first column.
+static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64_t r0, int64_t kr, int64_t r,
+                           int64_t ldd, int64_t w, int64_t tc, float* buf) {
+  const float* sq = noise.squares + r0;
+  if (!(noise.packed && kr >= 32 &&
+        variance_gemm(*noise.packed, sq, false, ldv, m, r0, kr, noise.j0, w, noise.var_buf, w))) {
+    sgemm(false, m, w, kr, sq, ldv, noise.variance + r0 * ldd, ldd, 0.0f, noise.var_buf, w);
+  }
+  for (int64_t c0 = 0; c0 < w; c0 += tc) {
+    const int64_t nc = std::min(tc, w - c0);
+    for (int64_t i = 0; i < m; ++i) {
+      add_read_noise(buf + i * w + c0, w, noise.var_buf + i * w + c0, 1, nc, noise.key, noise.execution,
+                     noise.q0 + i, r, noise.j0 + c0, noise.z);
+    }
+  }
+}
+
 void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
                         int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch,
-                        const SmallGemmPack* small, int64_t n0) {
+                        const SmallGemmPack* small, int64_t n0, const TileNoise* noise) {
   std::fill(acc, acc + m * w, 0.0f);
   if (m <= 0 || w <= 0) return;
   const int64_t tr = std::max<int64_t>(1, tiling.tile_rows);
   for (int64_t r0 = 0; r0 < K; r0 += tr) {
     const int64_t kr = std::min(tr, K - r0);
+    if (noise) {
+      // Every read gets its term before the ADC: the currents go through buf.
+      if (small) {
+        small_gemm_block(*small, v + r0, ldv, m, r0, kr, n0, w, buf, w, false);
+      } else {
+        sgemm(false, m, w, kr, v + r0, ldv, D + r0 * ldd, ldd, 0.0f, buf, w);
+      }
+      add_wide_noise(*noise, ldv, m, r0, kr, r0 / tr, ldd, w, tc, buf);
+      if (tiling.bits == 0) {
+        for (int64_t i = 0; i < m * w; ++i) acc[i] += buf[i];
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < w; c0 += tc) {
+        const int64_t nc = std::min(tc, w - c0);
+        adc_accumulate_rows(buf + c0, m, nc, w, tiling.bits, tiling.overflow_rate, acc + c0, w, scratch);
+      }
+      continue;
+    }
     if (small) {
       // D's row tile read from its panels: no repacking per call.
       const bool direct = tiling.bits == 0;

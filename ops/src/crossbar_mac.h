@@ -57,13 +57,15 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 // tiled_adc_mac over w columns = several column tiles of tc columns (the last may be narrower)
 // at once, voltages as rows (v[i * ldv + k]): one sgemm per row tile for all w columns, then the
 // ADC per column tile. acc is [m, w] (acc[i * w + j], j counted from D's first column).
-// Scratch: buf holds m * w floats, scratch tc floats. No read noise.
+// Scratch: buf holds m * w floats, scratch tc floats.
 // With `small` (all of D packed by pack_small_gemm, D's first column here being its column n0, a
 // multiple of kSmallGemmPanel), the tile reads run on small_gemm_block instead of OpenBLAS, which
 // would repack D's slice on every call.
+// With `noise` (variance and j0 at D's first column, var_buf m * w floats, z tc floats), every
+// read gets its read-noise term before the ADC, as in tiled_adc_mac.
 void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const float* D, int64_t ldd,
                         int64_t w, int64_t tc, const AdcTiling& tiling, float* acc, float* buf, float* scratch,
-                        const SmallGemmPack* small = nullptr, int64_t n0 = 0);
+                        const SmallGemmPack* small = nullptr, int64_t n0 = 0, const TileNoise* noise = nullptr);
 
 // The same product with the reads stored as columns (conv mode, no read noise): v holds the
 // block's m voltage vectors as columns (v[k * ldv + i]) and

@@ -298,47 +298,28 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(m + tc));
     float* scale = vec;
     float* read_scratch = vec + m;
-    float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * tc));
-    float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * tc));
 
     encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
-    TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * tc, tc, r0) : TileNoise{};
-    if (!noise) {
-      // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
-      // given, else one sgemm, which packs the block's inputs once per call, not once per 128
-      // columns), then the ADC per column tile on its slice.
-      const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
-      float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
-      float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
-      for (int64_t t0 = g * tiles_per_group; t0 < tile_end; t0 += per_call) {
-        const int64_t c0 = t0 * tc;
-        const int64_t t1 = std::min(tile_end, t0 + per_call);
-        const int64_t w = std::min(t1 * tc, N) - c0;
-        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0);
-        for (int64_t i = 0; i < m; ++i) {
-          const float f = output_factor(a, scale[i]);
-          scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
-        }
-      }
-      return;
-    }
-    for (int64_t tile = g * tiles_per_group; tile < tile_end; ++tile) {
-      const int64_t c0 = tile * tc;
-      const int64_t nc = std::min(tc, N - c0);
+    // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
+    // given, else one sgemm, which packs the block's inputs once per call, not once per 128
+    // columns), the read-noise terms of the run, then the ADC per column tile on its slice.
+    const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
+    TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * per_call * tc, tc, r0) : TileNoise{};
+    float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
+    float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
+    for (int64_t t0 = g * tiles_per_group; t0 < tile_end; t0 += per_call) {
+      const int64_t c0 = t0 * tc;
+      const int64_t t1 = std::min(tile_end, t0 + per_call);
+      const int64_t w = std::min(t1 * tc, N) - c0;
       if (noise) {
         tn.variance = noise->variance + c0;
         tn.j0 = c0;
       }
-      tiled_adc_mac(v, false, K, m, K, D + c0, N, nc, tiling, acc, reads, read_scratch, noise ? &tn : nullptr);
+      tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0,
+                         noise ? &tn : nullptr);
       for (int64_t i = 0; i < m; ++i) {
         const float f = output_factor(a, scale[i]);
-        const float* ar = acc + i * nc;
-        float* yr = y + (r0 + i) * N + c0;
-        if (bias) {
-          for (int64_t j = 0; j < nc; ++j) yr[j] = ar[j] * f + bias[c0 + j];
-        } else {
-          for (int64_t j = 0; j < nc; ++j) yr[j] = ar[j] * f;
-        }
+        scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
       }
     }
   });

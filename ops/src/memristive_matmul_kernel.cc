@@ -212,13 +212,11 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   const TileGeometry geometry = tile_geometry(attrs_, plan);
   const bool drifts = drift_enabled(attrs_);
   // Column panels of `matrix`: the ideal matmul engine's GEMM, the tile reads of the fused
-  // matmul ADC path without read noise (D, packed once rather than by OpenBLAS per call), and
-  // the encoded matmul path without an ADC when it has few rows.
+  // matmul ADC path (D, packed once rather than by OpenBLAS per call), and the encoded matmul
+  // path without an ADC when it has few rows.
   const bool wants_small =
-      !attrs_.conv &&
-      (engine == Engine::NativeIdeal ||
-       (engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise()) ||
-       (engine == Engine::Blas && !attrs_.reads_tiles() && plan.rows <= kSmallGemmMaxRows));
+      !attrs_.conv && (engine == Engine::NativeIdeal || (engine == Engine::Blas && attrs_.reads_tiles()) ||
+                       (engine == Engine::Blas && plan.rows <= kSmallGemmMaxRows));
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
