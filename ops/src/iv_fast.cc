@@ -38,8 +38,8 @@ inline float iv_double(float x, float a, float b, float pre, float post) {
 //  - |arg| < 1: arg + arg^3 (1/3! + ... + arg^8/11!) (truncation < 2e-10 relative), the low
 //    part of the argument added at the end;
 //  - else (e^|arg| - e^-|arg|) / 2 (cancellation at most coth(1) = 1.31 times), with
-//    e^|arg| = 2^k e^r, |r| <= ln2/2 (+ the low part), e^r by Taylor to r^7 (< 6e-9 relative)
-//    and 2^k applied by vscalefps.
+//    e^|arg| = 2^k e^r, |r| <= ln2/2 (+ the low part), e^r and e^-r by Taylor to r^7
+//    (< 6e-9 relative) and 2^k applied by vscalefps.
 __attribute__((target("avx512f"))) inline __m512 sinh_lanes(__m512 x, __m512 bh, __m512 bl, __m512 ah,
                                                             __mmask16* bad) {
   const __m512 sign_bit = _mm512_set1_ps(-0.0f);
@@ -58,23 +58,29 @@ __attribute__((target("avx512f"))) inline __m512 sinh_lanes(__m512 x, __m512 bh,
   const __m512 small =
       xor_bits(_mm512_add_ps(ax, _mm512_fmadd_ps(_mm512_mul_ps(ax, t2), p, xor_bits(tl, sgn))), sgn);
 
+  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
+  if (is_small == 0xFFFF) return _mm512_mul_ps(small, ah);  // typical voltages: |b v| < 1 throughout
+
   const __m512 kf = _mm512_maskz_roundscale_ps(0xFFFF, _mm512_mul_ps(ax, _mm512_set1_ps(1.44269504088896341f)),
                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693145751953125f), ax);
   r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.42860676533018570e-06f), r);
   r = _mm512_add_ps(r, xor_bits(tl, sgn));  // the low part of |arg|
-  __m512 e = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 5040.0f), _mm512_set1_ps(1.0f / 720.0f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(1.0f / 120.0f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(1.0f / 24.0f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(1.0f / 6.0f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(0.5f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(1.0f));
-  e = _mm512_fmadd_ps(r, e, _mm512_set1_ps(1.0f));
-  const __m512 big_e = _mm512_maskz_scalef_ps(0xFFFF, e, kf);
-  const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), big_e);
-  const __m512 big = xor_bits(_mm512_mul_ps(_mm512_set1_ps(0.5f), _mm512_sub_ps(big_e, inv)), sgn);
-
-  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
+  // e^r and e^-r from one even and one odd part: e^{+-r} = even +- odd (no division).
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  __m512 even = _mm512_fmadd_ps(r2, _mm512_set1_ps(1.0f / 720.0f), _mm512_set1_ps(1.0f / 24.0f));
+  even = _mm512_fmadd_ps(r2, even, _mm512_set1_ps(0.5f));
+  even = _mm512_fmadd_ps(r2, even, _mm512_set1_ps(1.0f));
+  __m512 odd = _mm512_fmadd_ps(r2, _mm512_set1_ps(1.0f / 5040.0f), _mm512_set1_ps(1.0f / 120.0f));
+  odd = _mm512_fmadd_ps(r2, odd, _mm512_set1_ps(1.0f / 6.0f));
+  odd = _mm512_fmadd_ps(r2, odd, _mm512_set1_ps(1.0f));
+  odd = _mm512_mul_ps(r, odd);
+  // sinh = even (2^(k-1) - 2^(-k-1)) + odd (2^(k-1) + 2^(-k-1)): both factors exact for k <= 12,
+  // and beyond that the 2^(-k-1) parts are below float32's resolution anyway.
+  const __m512 up = _mm512_maskz_scalef_ps(0xFFFF, _mm512_set1_ps(0.5f), kf);
+  const __m512 down = _mm512_maskz_scalef_ps(0xFFFF, _mm512_set1_ps(0.5f), _mm512_sub_ps(_mm512_setzero_ps(), kf));
+  const __m512 big =
+      xor_bits(_mm512_fmadd_ps(even, _mm512_sub_ps(up, down), _mm512_mul_ps(odd, _mm512_add_ps(up, down))), sgn);
   return _mm512_mul_ps(_mm512_mask_blend_ps(is_small, big, small), ah);
 }
 
