@@ -15,6 +15,7 @@
 #include "layer_plan.h"
 #include "ort_access.h"
 #include "runtime_effects.h"
+#include "simd_dispatch.h"
 #include "small_gemm.h"
 
 namespace memcc {
@@ -106,6 +107,15 @@ const std::vector<int> kConvVersions = {22, 11, 1};
 // those layers stay on the im2col / OpenBLAS path.
 bool native_product(const OpAttributes& a) {
   return !a.uses_adc() && (a.input_range > 0.0f || (a.dac_bits == 0 && !a.nonlinear_iv()));
+}
+
+// Whether an ideal conv can run on the NCHWc kernels: they apply the activation themselves,
+// which read noise must precede.
+bool nchwc_usable(const OpAttributes& a) { return !a.read_noise() || a.activation == Activation::None; }
+
+MEMCC_SIMD_CLONES
+void square_elements(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * x[i];
 }
 
 // Engine choice thresholds for the encoded / ADC modes (see engine_for).
@@ -255,6 +265,10 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
             p->variance_weights[static_cast<size_t>(n * K + k)] = p->variance[static_cast<size_t>(k * N + n)];
           }
         }
+        if (nchwc.applies()) {
+          p->nchwc_variance.resize(nchwc_filter_floats(nchwc, K / plan.patch.channels));
+          pack_nchwc_filter(nchwc, p->variance_weights.data(), K / plan.patch.channels, p->nchwc_variance.data());
+        }
       }
     }
     if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
@@ -274,7 +288,8 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (wants_small && p.small.empty()) return false;
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
-    if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() && p.variance_weights.empty()) {
+    if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() &&
+        (p.variance_weights.empty() || (p.nchwc.applies() && p.nchwc_variance.empty()))) {
       return false;
     }
     if (engine == Engine::NativeBatched) {
@@ -306,6 +321,15 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   int64_t x_count = 1, y_count = 1;
   for (int64_t d : xv.shape) x_count *= d;
   for (int64_t d : plan.y_shape) y_count *= d;
+  ContextScratch scratch(api_, context, cpu_,
+                         static_cast<size_t>((encode ? x_count : 0) + (noisy ? x_count + y_count : 0)));
+  float* next = scratch.data();
+  if (encode) {
+    // A fixed input range: every element encoded once (not once per conv patch it belongs to).
+    encode_elementwise(attrs_, x_data, x_count, next, OrtTaskRunner(api_, context));
+    x_data = next;
+    next += x_count;
+  }
   const NativeOp* conv = nullptr;
   if (attrs_.conv) {
     // Conv: X as it is, W = (weight_scale * D)^T as [N, C/group, k...], the pads resolved here.
@@ -314,13 +338,30 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
                                                  attrs_.dilations, attrs_.auto_pad);
     ConvPads pads = geo.pad_begin;
     pads.insert(pads.end(), geo.pad_end.begin(), geo.pad_end.end());
-    // The NCHWc kernels run the plain product of X itself (they also apply the activation).
-    const bool plain = !noisy && !encode;
-    if (plain && packed.nchwc.applies() &&
-        nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data, pads, plan.y_shape, y)) {
-      return true;
+    // The NCHWc kernels run the product of e(X) (they also apply the activation, so with read
+    // noise, added before it, only without one) and then the variance product of e(X)^2.
+    const bool use_nchwc = packed.nchwc.applies() && nchwc_usable(attrs_) &&
+                           (!noisy || packed.nchwc_variance.size() == packed.nchwc_filter.size());
+    const bool nchwc_expected = nchwc_usable(attrs_);
+    if (use_nchwc) {
+      std::unique_ptr<TensorRef> encoded;
+      if (encode) encoded.reset(new TensorRef(api_, cpu_, x_data, xv.shape));
+      if (nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), encode ? encoded->get() : x, xv.shape,
+                      bias_data, pads, plan.y_shape, y)) {
+        if (!noisy) return true;
+        float* sq = next;
+        float* var = sq + x_count;
+        square_elements(x_data, x_count, sq);
+        TensorRef squares(api_, cpu_, sq, xv.shape);
+        if (nchwc_->run(context, packed.nchwc, packed.nchwc_variance.data(), squares.get(), xv.shape, nullptr,
+                        pads, plan.y_shape, var)) {
+          add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
+          return false;
+        }
+        // Not expected (the same kernel just ran): the product again, on the plain Conv below.
+      }
     }
-    if (plain && nchwc_required()) {
+    if (nchwc_expected && nchwc_required()) {
       throw OpError("MEMCC_OPS_NCHWC=require: the NCHWc kernels do not run this conv" +
                     (nchwc_ && !nchwc_->error().empty() ? ": " + nchwc_->error()
                                                          : std::string(" (no NCHWc variant for these channels)")));
@@ -354,15 +395,6 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     const OrtValue* ins[] = {a.get(), w.get(), c ? c->get() : nullptr};
     conv->invoke(context, ins, 3, outs, 1);  // an absent B as a null input
   };
-  ContextScratch scratch(api_, context, cpu_,
-                         static_cast<size_t>((encode ? x_count : 0) + (noisy ? x_count + y_count : 0)));
-  float* next = scratch.data();
-  if (encode) {
-    // A fixed input range: every element encoded once (not once per conv patch it belongs to).
-    encode_elementwise(attrs_, x_data, x_count, next, OrtTaskRunner(api_, context));
-    x_data = next;
-    next += x_count;
-  }
   if (!attrs_.conv && plan.rows <= kSmallGemmMaxRows && !packed.small.empty()) {
     // Few rows: our GEMM on W packed once (an invoked Gemm repacks it per call), with the bias
     // and, without read noise (added before the activation), the activation in its epilogue.
@@ -382,7 +414,7 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
   float* sq = next;
   float* var = sq + x_count;
-  for (int64_t i = 0; i < x_count; ++i) sq[i] = x_data[i] * x_data[i];
+  square_elements(x_data, x_count, sq);
   product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
   add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
   return false;
@@ -419,9 +451,9 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   // Empty products (no vectors, K = 0 or N = 0) are run_layer's: it fills Y with the bias.
   const Engine engine = vectors > 0 && plan.K > 0 && plan.N > 0 ? engine_for(plan) : Engine::Blas;
   NchwcPlan nchwc;
-  // NCHWc runs only the plain product of X (run_native_ideal): no read noise, no encoding.
-  const bool plain = !attrs_.read_noise() && !(attrs_.encodes_input() && attrs_.input_range > 0.0f);
-  if (engine == Engine::NativeIdeal && plain && nchwc_) nchwc = nchwc_->plan(context, plan.channels, plan.N);
+  if (engine == Engine::NativeIdeal && nchwc_usable(attrs_) && nchwc_) {
+    nchwc = nchwc_->plan(context, plan.channels, plan.N);
+  }
   const auto packed = packed_for(g_data, g.shape, plan, engine, time, nchwc);
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();

@@ -59,6 +59,7 @@ class MemristiveMatMulKernel {
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
+    std::vector<float> nchwc_variance;  // `variance_weights` packed for it (read noise)
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
   };
 

@@ -333,6 +333,19 @@ def nchwc_cases():
                 plain = run(X, G, bias, **attrs)
                 scale = max(1e-30, np.abs(plain).max(initial=0.0))
                 assert np.abs(got - plain).max() <= 1e-5 * scale, f"{label}: differs from the plain Conv"
+        # Read noise (its variance product on the NCHWc kernels too) and a fixed input range (the
+        # encoded X convolved): the same terms as the plain Conv's (one session each: c = 0).
+        for extra in (dict(read_noise_std=0.05, noise_seed=3), dict(input_range=2.0, dac_bits=6),
+                      dict(input_range=2.0, dac_bits=6, read_noise_std=0.05, noise_seed=3)):
+            attrs = dict(at, weight_scale=1e4, **extra)
+            label = f"nchwc {name} {sorted(extra)}"
+            os.environ["MEMCC_OPS_NCHWC"] = "require"
+            got = run(X, G, None, **attrs)
+            os.environ["MEMCC_OPS_NCHWC"] = "0"
+            plain = run(X, G, None, **attrs)
+            scale = max(1e-30, np.abs(plain).max(initial=0.0))
+            assert np.abs(got - plain).max() <= 1e-5 * scale, f"{label}: differs from the plain Conv"
+            print(f"ok   {label}: as the plain Conv")
     os.environ.pop("MEMCC_OPS_NCHWC", None)
     os.environ.pop("MEMCC_OPS_ENGINE", None)
 
