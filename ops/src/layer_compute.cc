@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 
+#include "counter_normal.h"
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "im2col.h"
@@ -139,6 +140,15 @@ bool patch_maxima(const float* xg, const Im2colShape& shape, float* out) {
 struct Split {
   int64_t row_blocks = 1, rows_per = 0, col_blocks = 1, cols_per = 0;
 };
+
+// y[i] += sqrt(max(var[i], 0)) z[i * ldz] for i < n: add_read_noise's term, normals strided.
+MEMCC_SIMD_CLONES
+void add_strided_terms(float* y, const float* var, const float* z, int64_t ldz, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = var[i] > 0.0f ? var[i] : 0.0f;
+    y[i] += std::sqrt(v) * z[i * ldz];
+  }
+}
 
 // Splits an R x N output among at most `want` tasks. Every task packs its rows of the input and
 // its columns of the matrix, so choose the split that packs least: ct * R + rt * N elements.
@@ -400,7 +410,8 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
 
       if (!adc) {
         if (a.encodes_input()) {
-          encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Rescaled, scale, vec + cnt);
+          const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
+          encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Rescaled, scale, vec + cnt, scale_given);
         }
         if (bias_g) {
           for (int64_t j = 0; j < Ng; ++j) std::fill(yb + j * P, yb + j * P + cnt, bias_g[j]);
@@ -498,16 +509,24 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
     return;
   }
   const int64_t B = p.batch, N = p.N, Ng = p.group_cols, G = p.group, P = p.patch.positions();
+  // The stream runs along columns and Y along positions: the normals of kBlock positions at a
+  // time, then each column's run of positions (contiguous in y and var) gets its terms.
+  constexpr int64_t kBlock = 16;
   run_tasks(runner, B * G, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / G, h = static_cast<int64_t>(t) % G;
-    float* buf = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(3 * Ng));
-    float* z = buf, *row = buf + Ng, *term = buf + 2 * Ng;
+    float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(kBlock * Ng));
     const int64_t base = (b * N + h * Ng) * P;
-    for (int64_t q = 0; q < P; ++q) {
-      for (int64_t j = 0; j < Ng; ++j) row[j] = var[base + j * P + q];
-      std::fill(term, term + Ng, 0.0f);
-      add_read_noise(term, Ng, row, 1, Ng, noise.key, noise.execution, (b * G + h) * P + q, 0, h * Ng, z);
-      for (int64_t j = 0; j < Ng; ++j) y[base + j * P + q] += term[j];
+    for (int64_t q0 = 0; q0 < P; q0 += kBlock) {
+      const int64_t nq = std::min(kBlock, P - q0);
+      for (int64_t i = 0; i < nq; ++i) {
+        counter_normals(noise.key, static_cast<uint32_t>(noise.execution),
+                        static_cast<uint32_t>((b * G + h) * P + q0 + i), 0u, static_cast<uint32_t>(h * Ng), Ng,
+                        z + i * Ng);
+      }
+      for (int64_t j = 0; j < Ng; ++j) {
+        const int64_t at = base + j * P + q0;
+        add_strided_terms(y + at, var + at, z + j, Ng, nq);
+      }
     }
   });
 }
