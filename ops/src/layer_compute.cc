@@ -199,6 +199,23 @@ void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64
   float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n_in + nc));
   float* z = sq + n_in;
   for (int64_t i = 0; i < n_in; ++i) sq[i] = u[i] * u[i];
+  if (columns && ldy_row == 1) {
+    // Conv (Y is [column, position]): the variances in Y's layout, then the normals of 16
+    // vectors at a time added along each column's run of positions (no scatter per vector).
+    constexpr int64_t kBlock = 16;
+    float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(nc * m + kBlock * nc));
+    float* zb = var + nc * m;
+    sgemm(true, nc, m, K, noise.variance + j0, N, sq, ldu, 0.0f, var, m);
+    for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
+      const int64_t nq = std::min(kBlock, m - i0);
+      for (int64_t i = 0; i < nq; ++i) {
+        counter_normals(noise.key, static_cast<uint32_t>(noise.execution), static_cast<uint32_t>(q0 + i0 + i), 0u,
+                        static_cast<uint32_t>(j0), nc, zb + i * nc);
+      }
+      for (int64_t j = 0; j < nc; ++j) add_strided_terms(y + j * ldy_col + i0, var + j * m + i0, zb + j, nc, nq);
+    }
+    return;
+  }
   float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * nc + nc));
   // Columns (conv): float32, as in tiled_adc_mac (the transposing conversion does not pay).
   if (!(noise.packed && !columns && variance_gemm(*noise.packed, sq, columns, columns ? ldu : K, m, 0, K, j0, nc, var, nc))) {
