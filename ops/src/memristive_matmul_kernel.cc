@@ -226,6 +226,8 @@ bool native_product(const OpAttributes& a) {
 // Engine choice thresholds for the encoded / ADC modes (see engine_for).
 constexpr int64_t kNarrowGroup = 4;
 constexpr int64_t kMinBatchedRows = 256;
+// Floats to a cache line: the alignment of the packed NCHWc filter.
+constexpr size_t kFilterAlign = 16;
 
 }  // namespace
 
@@ -358,8 +360,12 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       if (nchwc.applies()) {
         const int64_t kernel_size = K / plan.patch.channels;
         p->nchwc = nchwc;
-        p->nchwc_filter.resize(nchwc_filter_floats(nchwc, kernel_size));
-        pack_nchwc_filter(nchwc, p->weights.data(), kernel_size, p->nchwc_filter.data());
+        // MLAS loads the filter 64 bytes at a time: one straddling cache lines (a vector's
+        // storage is only 16-byte aligned) made the layer's conv ~15 % slower.
+        p->nchwc_filter.resize(nchwc_filter_floats(nchwc, kernel_size) + kFilterAlign);
+        const uintptr_t at = reinterpret_cast<uintptr_t>(p->nchwc_filter.data());
+        p->nchwc_filter_at = static_cast<size_t>((kFilterAlign - at / sizeof(float) % kFilterAlign) % kFilterAlign);
+        pack_nchwc_filter(nchwc, p->weights.data(), kernel_size, p->nchwc_filter.data() + p->nchwc_filter_at);
       }
       if (!p->variance.empty()) {
         p->variance_weights.resize(p->variance.size());
@@ -430,7 +436,7 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     // The NCHWc kernels run the plain product of X itself (they also apply the activation).
     const bool plain = !noisy && !encode;
     if (plain && packed.nchwc.applies() &&
-        nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data(), x, xv.shape, bias_data, pads, plan.y_shape, y)) {
+        nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data() + packed.nchwc_filter_at, x_data, xv.shape, bias_data, pads, plan.y_shape, y)) {
       return true;
     }
     if (plain && nchwc_required()) {

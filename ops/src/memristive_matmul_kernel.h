@@ -56,7 +56,8 @@ class MemristiveMatMulKernel {
     std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise; sigma scaled, variance_sigma)
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
-    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
+    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h), from float
+    size_t nchwc_filter_at = 0;       // nchwc_filter_at on: 64-byte aligned
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
   };
 
