@@ -333,6 +333,11 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   const bool wants_small =
       !attrs_.conv && (engine == Engine::NativeIdeal ||
                        (engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise()));
+  // D in column blocks for the conv ADC path's tile reads (no read noise), where the AVX-512
+  // kernel runs them (elsewhere OpenBLAS, which packs per call, still beats plain C++).
+  const int64_t tile_cols = attrs_.tile_cols > 0 ? std::min(attrs_.tile_cols, plan.group_cols) : plan.group_cols;
+  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise() &&
+                           small_gemm_best_isa() == GemmIsa::Avx512;
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;
@@ -377,6 +382,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       }
     }
     if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
+    if (wants_tiles) p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
       std::vector<float> D(static_cast<size_t>(K * N));
@@ -392,6 +398,9 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (wants_small && p.small.empty()) return false;
+    if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols)) {
+      return false;
+    }
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && !p.variance.empty() && p.variance_weights.empty()) {
       return false;
@@ -558,7 +567,8 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
     }
     case Engine::Blas:
       activated = run_layer(attrs_, plan, packed->matrix.data(), x_data, bias_data, y, runner, &noise,
-                            packed->small.empty() ? nullptr : &packed->small);
+                            packed->small.empty() ? nullptr : &packed->small,
+                            packed->conv_tiles.empty() ? nullptr : &packed->conv_tiles);
       break;
   }
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);

@@ -14,6 +14,7 @@
 #include <onnxruntime_c_api.h>
 
 #include "batched_layer.h"
+#include "conv_tiles.h"
 #include "layer_plan.h"
 #include "nchwc_conv.h"
 #include "op_attributes.h"
@@ -59,6 +60,7 @@ class MemristiveMatMulKernel {
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h), from float
     size_t nchwc_filter_at = 0;       // nchwc_filter_at on: 64-byte aligned
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
+    ConvTilePack conv_tiles;     // `matrix` (D) in column blocks: conv ADC tile reads
   };
 
   void create_native_ops(const OrtKernelInfo* info);
