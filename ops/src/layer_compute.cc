@@ -29,6 +29,9 @@ constexpr int64_t kMaxCallCols = 512;
 // Positions per sub-block of the packed conv tile reads: the sub-block's patches, its tile
 // reads and its slice of Y stay in cache from im2col through the ADC and step 8.
 constexpr int64_t kSubPositions = 256;
+// Positions that go through all row tiles together: their currents and ADC sums (tile columns x
+// positions each) stay in L1.
+constexpr int64_t kReadPositions = 32;
 // Row stride of a sub-block's patches: a multiple of 16 floats plus one cache line, so that the
 // rows a micro-kernel walks do not all map to the same few L1 sets.
 constexpr int64_t kSubPad = 16;
@@ -85,6 +88,15 @@ void scale_add(float* y, const float* f, float b, int64_t n, bool relu) {
     }
   } else {
     for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
+  }
+}
+
+// y[q] = a[q] * f[q] + b (step 8 and the bias, out of place), then ReLU when relu (NaN stays NaN).
+MEMCC_SIMD_CLONES
+void scale_store(float* y, const float* a, const float* f, float b, int64_t n, bool relu) {
+  for (int64_t q = 0; q < n; ++q) y[q] = a[q] * f[q] + b;
+  if (relu) {
+    for (int64_t q = 0; q < n; ++q) y[q] = y[q] < 0.0f ? 0.0f : y[q];
   }
 }
 
@@ -414,9 +426,12 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
 
       const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
       if (tiles) {
-        // Tile reads on D packed once (conv_tiles.h), a sub-block of positions at a time.
-        float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(tc * kSubPositions));
-        float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * kSubPositions + tc));
+        // Tile reads on D packed once (conv_tiles.h): a sub-block of positions at a time is
+        // extracted and encoded; then a few positions at a time go through every row tile, with
+        // their currents and ADC sums in L1, and Y is written once.
+        float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(2 * tc * kReadPositions));
+        float* sums = reads + tc * kReadPositions;
+        float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * kReadPositions + tc));
         for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
           const int64_t ms = std::min(kSubPositions, cnt - s0);
           const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
@@ -425,15 +440,18 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);
-            float* yt = yb + c0 * P + s0;
-            for (int64_t j = 0; j < nc; ++j) std::fill(yt + j * P, yt + j * P + ms, 0.0f);
-            for (int64_t r0 = 0; r0 < Kg; r0 += tiling.tile_rows) {
-              const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
-              conv_tile_read(*tiles, h, c0, r0, kr, col + r0 * ld, ld, ms, reads, ms, false);
-              adc_accumulate_columns(reads, nc, ms, ms, tiling.bits, tiling.overflow_rate, yt, P, adc_scratch);
-            }
-            for (int64_t j = 0; j < nc; ++j) {
-              scale_add(yt + j * P, factor + s0, bias_g ? bias_g[c0 + j] : 0.0f, ms, relu);
+            for (int64_t i0 = 0; i0 < ms; i0 += kReadPositions) {
+              const int64_t mi = std::min(kReadPositions, ms - i0);
+              std::fill(sums, sums + nc * mi, 0.0f);
+              for (int64_t r0 = 0; r0 < Kg; r0 += tiling.tile_rows) {
+                const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
+                conv_tile_read(*tiles, h, c0, r0, kr, col + r0 * ld + i0, ld, mi, reads, mi, false);
+                adc_accumulate_columns(reads, nc, mi, mi, tiling.bits, tiling.overflow_rate, sums, mi, adc_scratch);
+              }
+              for (int64_t j = 0; j < nc; ++j) {
+                scale_store(yb + (c0 + j) * P + s0 + i0, sums + j * mi, factor + s0 + i0,
+                            bias_g ? bias_g[c0 + j] : 0.0f, mi, relu);
+              }
             }
           }
         }

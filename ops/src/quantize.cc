@@ -374,7 +374,7 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
   }
 }
 
-MEMCC_SIMD_CLONES
+MEMCC_SIMD_CLONES_WIDE
 void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
                     EncodeTarget target, float* scale, float* scratch, bool scale_given) {
   if (count <= 0) return;
