@@ -284,14 +284,17 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     const int64_t g = static_cast<int64_t>(t) % groups;
     const int64_t tile_end = std::min(col_tiles, (g + 1) * tiles_per_group);
 
-    float* v = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(m * K));
+    // With the packed D the kernel broadcasts from 12 rows of v at once: rows a power of two of
+    // floats apart (K = 2048) would all map to the same L1 sets, so they get one line of padding.
+    const int64_t ldv = !noise && small ? ceil_div(K, 16) * 16 + kSubPad : K;
+    float* v = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(m * ldv));
     float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(m + tc));
     float* scale = vec;
     float* read_scratch = vec + m;
     float* acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * tc));
     float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * tc));
 
-    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
+    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, ldv, scale);
     TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * tc, tc, r0) : TileNoise{};
     if (!noise) {
       // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
@@ -304,7 +307,7 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
         const int64_t c0 = t0 * tc;
         const int64_t t1 = std::min(tile_end, t0 + per_call);
         const int64_t w = std::min(t1 * tc, N) - c0;
-        tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0);
+        tiled_adc_mac_wide(v, ldv, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0);
         for (int64_t i = 0; i < m; ++i) {
           const float f = output_factor(a, scale[i]);
           scale_row(y + (r0 + i) * N + c0, wide_acc + i * w, f, bias ? bias + c0 : nullptr, w, relu);
