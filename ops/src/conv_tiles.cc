@@ -13,8 +13,8 @@ namespace memcc {
 namespace {
 
 constexpr int64_t B = kConvTileBlock;
-// Positions per micro-tile: two 16-float vectors (the AVX-512 kernel; the plain one matches).
-constexpr int64_t kTilePositions = 32;
+// Positions per micro-tile: three 16-float vectors (the AVX-512 kernel; the plain one matches).
+constexpr int64_t kTilePositions = 48;
 
 // Blocks of a column tile of nc columns, and where tile c0's blocks start within a group.
 int64_t blocks_of(int64_t nc) { return (nc + B - 1) / B; }
@@ -48,47 +48,54 @@ void micro_generic(const Micro& t, int64_t rows) {
 }
 
 #if MEMCC_CONV_TILES_X86
-// R columns x NV (1 or 2) vectors of positions in 2R zmm accumulators; the last vector masked.
+// R columns x NV (1 to 3) vectors of positions in R NV zmm accumulators; the last vector masked.
 // (The loops over R are unrolled by pragma: GCC otherwise leaves the accumulator arrays in memory
 // and stores them on every k.)
 template <int R, int NV>
 __attribute__((target("avx512f"))) void kernel_avx512(const Micro& t) {
   const int64_t tail = t.count - 16 * (NV - 1);
   const __mmask16 last = static_cast<__mmask16>(tail >= 16 ? 0xFFFFu : (1u << tail) - 1u);
-  __m512 a0[R], a1[R];
+  const __mmask16 full = static_cast<__mmask16>(0xFFFF);
+  __m512 a0[R], a1[R], a2[R];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = _mm512_setzero_ps();
   const float* vk = t.v;
   const float* w = t.panel;
   const int64_t kc = t.kc, ldv = t.ldv;
   for (int64_t k = 0; k < kc; ++k, vk += ldv, w += B) {
     // Masked: no read past the row.
-    const __m512 x0 = NV == 2 ? _mm512_loadu_ps(vk) : _mm512_maskz_loadu_ps(last, vk);
-    const __m512 x1 = NV == 2 ? _mm512_maskz_loadu_ps(last, vk + 16) : _mm512_setzero_ps();
+    const __m512 x0 = _mm512_maskz_loadu_ps(NV == 1 ? last : full, vk);
+    const __m512 x1 = NV >= 2 ? _mm512_maskz_loadu_ps(NV == 2 ? last : full, vk + 16) : _mm512_setzero_ps();
+    const __m512 x2 = NV == 3 ? _mm512_maskz_loadu_ps(last, vk + 32) : _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 wr = _mm512_set1_ps(w[r]);
       a0[r] = _mm512_fmadd_ps(wr, x0, a0[r]);
-      if (NV == 2) a1[r] = _mm512_fmadd_ps(wr, x1, a1[r]);
+      if (NV >= 2) a1[r] = _mm512_fmadd_ps(wr, x1, a1[r]);
+      if (NV == 3) a2[r] = _mm512_fmadd_ps(wr, x2, a2[r]);
     }
   }
-  const __mmask16 m0 = NV == 2 ? static_cast<__mmask16>(0xFFFF) : last;
+  const __mmask16 m0 = NV == 1 ? last : full, m1 = NV == 2 ? last : full;
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     float* o = t.out + r * t.ldo;
-    __m512 v0 = a0[r], v1 = a1[r];
+    __m512 v0 = a0[r], v1 = a1[r], v2 = a2[r];
     if (t.accumulate) {
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
-      if (NV == 2) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(last, o + 16));
+      if (NV >= 2) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+      if (NV == 3) v2 = _mm512_add_ps(v2, _mm512_maskz_loadu_ps(last, o + 32));
     }
     _mm512_mask_storeu_ps(o, m0, v0);
-    if (NV == 2) _mm512_mask_storeu_ps(o + 16, last, v1);
+    if (NV >= 2) _mm512_mask_storeu_ps(o + 16, m1, v1);
+    if (NV == 3) _mm512_mask_storeu_ps(o + 32, last, v2);
   }
 }
 
 template <int R>
 __attribute__((target("avx512f"))) void rows_avx512(const Micro& t) {
-  if (t.count > 16) {
+  if (t.count > 32) {
+    kernel_avx512<R, 3>(t);
+  } else if (t.count > 16) {
     kernel_avx512<R, 2>(t);
   } else {
     kernel_avx512<R, 1>(t);

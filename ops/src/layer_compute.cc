@@ -31,7 +31,7 @@ constexpr int64_t kMaxCallCols = 512;
 constexpr int64_t kSubPositions = 256;
 // Positions that go through all row tiles together: their currents and ADC sums (tile columns x
 // positions each) stay in L1.
-constexpr int64_t kReadPositions = 32;
+constexpr int64_t kReadPositions = 48;
 // Row stride of a sub-block's patches: a multiple of 16 floats plus one cache line, so that the
 // rows a micro-kernel walks do not all map to the same few L1 sets.
 constexpr int64_t kSubPad = 16;
