@@ -443,8 +443,11 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);
-            for (int64_t i0 = 0; i0 < ms; i0 += kReadPositions) {
-              const int64_t mi = std::min(kReadPositions, ms - i0);
+            for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
+              // Equal shares of 16-position vectors, at most kReadPositions: 64 positions as
+              // 32 + 32, not 48 + 16 (the kernel runs a narrow micro-tile at a third of its rate).
+              const int64_t vectors = ceil_div(ms - i0, 16);
+              mi = std::min(ms - i0, ceil_div(vectors, ceil_div(vectors, kReadPositions / 16)) * 16);
               std::fill(sums, sums + nc * mi, 0.0f);
               for (int64_t r0 = 0; r0 < Kg; r0 += tiling.tile_rows) {
                 const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
