@@ -8,12 +8,17 @@
 namespace memcc {
 namespace {
 
-// Smallest t >= 0 with a + t * s >= 0 (s > 0).
-inline int64_t first_nonnegative(int64_t a, int64_t s) { return a >= 0 ? 0 : (-a + s - 1) / s; }
+// Smallest t >= 0 with a + t * s >= 0 (s > 0). (Stride 1 without the division: these run once
+// per patch row, and a 64-bit division costs as much as copying a short row.)
+inline int64_t first_nonnegative(int64_t a, int64_t s) {
+  if (a >= 0) return 0;
+  return s == 1 ? -a : (-a + s - 1) / s;
+}
 
 // Number of t >= 0 with a + t * s < limit, i.e. the first t past the end (s > 0).
 inline int64_t end_below(int64_t a, int64_t limit, int64_t s) {
-  return a >= limit ? 0 : (limit - a + s - 1) / s;
+  if (a >= limit) return 0;
+  return s == 1 ? limit - a : (limit - a + s - 1) / s;
 }
 
 // dst[t] = row[a + t * s] for t < n, with [lo, hi) the t whose index lies inside the row and
@@ -55,7 +60,7 @@ void shifted_row(const float* xc, const Im2colShape& g, int64_t p0, int64_t coun
   const int64_t end = p0 + count;
   int64_t p = p0;
   while (p < end) {
-    const int64_t o0 = p / out_plane;
+    const int64_t o0 = p < out_plane ? 0 : p / out_plane;  // 2-D: always the first plane
     const int64_t seg_end = std::min(end, (o0 + 1) * out_plane);
     const int64_t sa = p - o0 * out_plane, sb = seg_end - o0 * out_plane;  // within the plane
     float* d = dst + (p - p0);
@@ -84,15 +89,17 @@ void shifted_row(const float* xc, const Im2colShape& g, int64_t p0, int64_t coun
         std::memcpy(d + (fa - sa), xc + i0 * in_plane + fa + shift, static_cast<size_t>(fb - fa) * sizeof(float));
       }
       if (col_lo > 0 || col_hi < W) {
-        // The edge columns read across into the neighbouring input row: zero them.
-        for (int64_t r = ca / W; r * W < cb; ++r) {
-          const int64_t base = r * W;
-          for (int64_t o2 = 0; o2 < col_lo; ++o2) {
-            if (base + o2 >= ca && base + o2 < cb) d[base + o2 - sa] = 0.0f;
-          }
-          for (int64_t o2 = col_hi; o2 < W; ++o2) {
-            if (base + o2 >= ca && base + o2 < cb) d[base + o2 - sa] = 0.0f;
-          }
+        // The edge columns read across into the neighbouring input row: zero them, one column
+        // at a time down the rows (a store per row; the edges are a column or two wide).
+        float* d0 = d - sa;  // d0[f]: flat position f of the plane
+        const int64_t row_start = ca / W * W;
+        for (int64_t o2 = 0; o2 < W; ++o2) {
+          if (o2 == col_lo) o2 = std::max(o2, col_hi);
+          if (o2 >= W) break;
+          // First position >= ca in column o2.
+          int64_t f = row_start + o2;
+          if (f < ca) f += W;
+          for (; f < cb; f += W) d0[f] = 0.0f;
         }
       }
     }

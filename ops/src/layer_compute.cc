@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 
+#include "conv_tiles.h"
 #include "counter_normal.h"
 #include "crossbar_mac.h"
 #include "errors.h"
@@ -27,6 +28,15 @@ constexpr int64_t kScratchFloats = int64_t{1} << 20;
 constexpr int64_t kColumnAlign = 16;
 // Columns per sgemm call of the matmul ADC path (a whole number of column tiles).
 constexpr int64_t kMaxCallCols = 512;
+// Positions per sub-block of the packed conv tile reads: the sub-block's patches, its tile
+// reads and its slice of Y stay in cache from im2col through the ADC and step 8.
+constexpr int64_t kSubPositions = 256;
+// Positions that go through all row tiles together: their currents and ADC sums (tile columns x
+// positions each) stay in L1.
+constexpr int64_t kReadPositions = 48;
+// Row stride of a sub-block's patches: a multiple of 16 floats plus one cache line, so that the
+// rows a micro-kernel walks do not all map to the same few L1 sets.
+constexpr int64_t kSubPad = 16;
 
 // The read-noise state of one task's tile reads: the squared encoded inputs (`count` values),
 // room for one normal per column of a read (`cols`), and per-read variances (`reads` values).
@@ -81,6 +91,15 @@ void scale_add(float* y, const float* f, float b, int64_t n, bool relu) {
     }
   } else {
     for (int64_t q = 0; q < n; ++q) y[q] = y[q] * f[q] + b;
+  }
+}
+
+// y[q] = a[q] * f[q] + b (step 8 and the bias, out of place), then ReLU when relu (NaN stays NaN).
+MEMCC_SIMD_CLONES
+void scale_store(float* y, const float* a, const float* f, float b, int64_t n, bool relu) {
+  for (int64_t q = 0; q < n; ++q) y[q] = a[q] * f[q] + b;
+  if (relu) {
+    for (int64_t q = 0; q < n; ++q) y[q] = y[q] < 0.0f ? 0.0f : y[q];
   }
 }
 
@@ -321,12 +340,15 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     const int64_t g = static_cast<int64_t>(t) % groups;
     const int64_t tile_end = std::min(col_tiles, (g + 1) * tiles_per_group);
 
-    float* v = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(m * K));
+    // With the packed D the kernel broadcasts from 12 rows of v at once: rows a power of two of
+    // floats apart (K = 2048) would all map to the same L1 sets, so they get one line of padding.
+    const int64_t ldv = !noise && small ? ceil_div(K, 16) * 16 + kSubPad : K;
+    float* v = thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(m * ldv));
     float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(m + tc));
     float* scale = vec;
     float* read_scratch = vec + m;
 
-    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, K, scale);
+    encode_rows(x + r0 * K, K, m, K, enc, EncodeTarget::Voltages, v, ldv, scale);
     // One product per row tile over a run of column tiles (small_gemm_block on D's panels when
     // given, else one sgemm, which packs the block's inputs once per call, not once per 128
     // columns), the read-noise terms of the run, then the ADC per column tile on its slice.
@@ -342,7 +364,7 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
         tn.variance = noise->variance + c0;
         tn.j0 = c0;
       }
-      tiled_adc_mac_wide(v, K, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0,
+      tiled_adc_mac_wide(v, ldv, m, K, D + c0, N, w, tc, tiling, wide_acc, wide_reads, read_scratch, small, c0,
                          noise ? &tn : nullptr);
       for (int64_t i = 0; i < m; ++i) {
         const float f = output_factor(a, scale[i]);
@@ -381,7 +403,8 @@ bool is_pointwise(const Im2colShape& s) {
 }
 
 void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
-                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise) {
+                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
+                const ConvTilePack* tiles) {
   const bool relu = a.activation == Activation::Relu && !noise;  // applied in the no-noise ADC path
   const int64_t B = p.batch, N = p.N, Kg = p.K, Ng = p.group_cols, G = p.group;
   const int64_t P = p.patch.positions(), in_size = p.patch.input_size(), Cg = p.patch.channels;
@@ -400,12 +423,16 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
   const InputEncoding enc = encoding_of(a);
   const AdcTiling tiling = tiling_of(a, Kg);
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
+  if (tiles && (noise || !adc || tiles->K != Kg || tiles->groups != G || tiles->Ng != Ng || tiles->tc != tc)) {
+    tiles = nullptr;
+  }
 
   run_tasks(runner, B * blocks, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / blocks;
     const int64_t p0 = static_cast<int64_t>(t) % blocks * per_block;
     const int64_t cnt = std::min(per_block, P - p0);
-    float* col = direct ? nullptr : thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(Kg * cnt));
+    const int64_t col_floats = tiles ? Kg * (ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad) : Kg * cnt;
+    float* col = direct ? nullptr : thread_scratch(ScratchSlot::Inputs, static_cast<size_t>(col_floats));
     // Per-vector values: s, two scratch rows, the step-8 factors, and one read for the quantile.
     float* vec = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(4 * cnt + tc));
     float* scale = vec;
@@ -421,7 +448,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
       if (direct) {
         patches = xg + p0;  // a 1x1 stride-1 kernel: the image already is the patch matrix
         ld_patches = in_size;
-      } else {
+      } else if (!tiles) {  // the packed tile reads extract their patches per sub-block
         im2col_columns(xg, p.patch, p0, cnt, col, cnt);
       }
 
@@ -439,6 +466,41 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
       }
 
       const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
+      if (tiles) {
+        // Tile reads on D packed once (conv_tiles.h): a sub-block of positions at a time is
+        // extracted and encoded; then a few positions at a time go through every row tile, with
+        // their currents and ADC sums in L1, and Y is written once.
+        float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(2 * tc * kReadPositions));
+        float* sums = reads + tc * kReadPositions;
+        float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * kReadPositions + tc));
+        for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
+          const int64_t ms = std::min(kSubPositions, cnt - s0);
+          const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
+          im2col_columns(xg, p.patch, p0 + s0, ms, col, ld);
+          encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Voltages, scale + s0, vec + cnt, scale_given);
+          for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
+          for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
+            const int64_t nc = std::min(tc, Ng - c0);
+            for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
+              // Equal shares of 16-position vectors, at most kReadPositions: 64 positions as
+              // 32 + 32, not 48 + 16 (the kernel runs a narrow micro-tile at a third of its rate).
+              const int64_t vectors = ceil_div(ms - i0, 16);
+              mi = std::min(ms - i0, ceil_div(vectors, ceil_div(vectors, kReadPositions / 16)) * 16);
+              std::fill(sums, sums + nc * mi, 0.0f);
+              for (int64_t r0 = 0; r0 < Kg; r0 += tiling.tile_rows) {
+                const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
+                conv_tile_read(*tiles, h, c0, r0, kr, col + r0 * ld + i0, ld, mi, reads, mi, false);
+                adc_accumulate_columns(reads, nc, mi, mi, tiling.bits, tiling.overflow_rate, sums, mi, adc_scratch);
+              }
+              for (int64_t j = 0; j < nc; ++j) {
+                scale_store(yb + (c0 + j) * P + s0 + i0, sums + j * mi, factor + s0 + i0,
+                            bias_g ? bias_g[c0 + j] : 0.0f, mi, relu);
+              }
+            }
+          }
+        }
+        continue;
+      }
       encode_columns(col, cnt, Kg, cnt, enc, EncodeTarget::Voltages, scale, vec + cnt, scale_given);
       for (int64_t q = 0; q < cnt; ++q) factor[q] = output_factor(a, scale[q]);
       if (!noise) {
@@ -577,7 +639,7 @@ InputEncoding encoding_of(const OpAttributes& a) {
 
 bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
-               const SmallGemmPack* small) {
+               const SmallGemmPack* small, const ConvTilePack* tiles) {
   if (a.read_noise() && !(noise && noise->variance)) throw OpError("read noise needs its variance matrix");
   if (!a.read_noise()) noise = nullptr;
   const int64_t vectors = a.conv ? p.batch * p.patch.positions() : p.rows;
@@ -600,7 +662,7 @@ bool run_layer(const OpAttributes& a, const LayerPlan& p, const float* matrix, c
   // The no-noise tiled paths apply a ReLU activation in their output loops.
   const bool fused = a.activation == Activation::Relu && !noise && a.reads_tiles();
   if (a.conv) {
-    conv_layer(a, p, matrix, x, bias, y, runner, noise);
+    conv_layer(a, p, matrix, x, bias, y, runner, noise, tiles);
   } else if (a.reads_tiles()) {
     matmul_adc(a, p, matrix, x, bias, y, runner, noise, small);
   } else {

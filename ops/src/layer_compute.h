@@ -14,6 +14,7 @@
 namespace memcc {
 
 struct SmallGemmPack;
+struct ConvTilePack;
 
 // How tasks reach threads: onnxruntime's intra-op pool in the kernel, a loop in the tests.
 class TaskRunner {
@@ -76,9 +77,11 @@ void add_noise_from_inputs(const LayerPlan& plan, const ReadNoise& noise, const 
 // small (optional): `matrix` packed by pack_small_gemm; the matmul ADC path without read noise
 // then reads its tiles from it (tile_cols a multiple of kSmallGemmPanel, or one column tile), and
 // the encoded matmul path without an ADC runs its product on it when rows <= kSmallGemmMaxRows.
+// tiles (optional): `matrix` packed by pack_conv_tiles for the layer's groups and column tiles;
+// the conv ADC path without read noise then reads its tiles from it.
 bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr,
-               const SmallGemmPack* small = nullptr);
+               const SmallGemmPack* small = nullptr, const ConvTilePack* tiles = nullptr);
 
 // Shared by both engines (layer_compute.cc, batched_layer.cc).
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -14,6 +14,7 @@
 #include <onnxruntime_c_api.h>
 
 #include "batched_layer.h"
+#include "conv_tiles.h"
 #include "layer_plan.h"
 #include "variance_gemm.h"
 #include "nchwc_conv.h"
@@ -58,9 +59,11 @@ class MemristiveMatMulKernel {
     VariancePack variance_packed;  // variance for variance_gemm (AMX-BF16 CPUs only)
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)
     NchwcPlan nchwc;             // ideal 2-D conv through onnxruntime's NCHWc kernels:
-    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h)
+    std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h), from float
+    size_t nchwc_filter_at = 0;       // nchwc_filter_at on: 64-byte aligned
     std::vector<float> nchwc_variance;  // `variance_weights` packed for it (read noise)
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
+    ConvTilePack conv_tiles;     // `matrix` (D) in column blocks: conv ADC tile reads
   };
 
   void create_native_ops(const OrtKernelInfo* info);

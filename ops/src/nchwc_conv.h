@@ -38,7 +38,8 @@ class NchwcConv {
   // node's activation attribute runs inside the conv kernel). `pads` are resolved
   // ([begin..., end...]). False, with nothing written, when onnxruntime refuses a kernel for
   // these pads (the caller runs the plain Conv); throws OpError when an invoked kernel fails.
-  bool run(OrtKernelContext* context, const NchwcPlan& plan, const float* filter, const OrtValue* x,
+  // X (x_shape) runs in chunks of a few images.
+  bool run(OrtKernelContext* context, const NchwcPlan& plan, const float* filter, const float* x,
            const std::vector<int64_t>& x_shape, const float* bias, const std::vector<int64_t>& pads,
            const std::vector<int64_t>& y_shape, float* y);
 

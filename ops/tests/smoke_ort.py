@@ -301,6 +301,10 @@ NCHWC_CASES = [
     ("depthwise C padded strided", (2, 20, 10, 10), 20, dict(kernel_shape=[3, 3], group=20, strides=[2, 2],
                                                              dilations=[2, 1], pads=[1, 2, 0, 1])),
     ("SAME_UPPER", (2, 16, 9, 8), 16, dict(kernel_shape=[2, 3], auto_pad="SAME_UPPER", strides=[2, 2])),
+    # Batches past one chunk of NCHWc tensors (256 Ki floats per invocation), the last one partial:
+    # 7 + 2 images (blocked, block 16) and 3 + 2 (NCHW input, block 16).
+    ("blocked, several chunks", (9, 32, 24, 24), 32, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    ("NCHW input, several chunks", (5, 3, 48, 48), 32, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
 ]
 
 

@@ -16,6 +16,7 @@
 #include "naive_spec.h"
 #include "quantize.h"
 #include "small_gemm.h"
+#include "conv_tiles.h"
 #include "test_harness.h"
 
 using namespace memcc;
@@ -52,7 +53,7 @@ struct Case {
 // Compares run_layer with the naive spec. Quantized outputs may sit one level away at a
 // decision boundary (docs/op-spec.md, "Numerical agreement"), so a few outliers are allowed there.
 // With packed: run_layer also given the matrix in small_gemm's panels (the matmul ADC path's
-// tile reads then run on small_gemm_block).
+// tile reads then run on small_gemm_block) or, in conv mode, in conv_tiles' column blocks.
 void compare(const Case& c, const TaskRunner& runner, const char* what, bool packed = false) {
   const int64_t K = c.plan.K, N = c.plan.N;
   std::vector<float> matrix(static_cast<size_t>(K * N));
@@ -62,9 +63,14 @@ void compare(const Case& c, const TaskRunner& runner, const char* what, bool pac
   std::vector<float> y(static_cast<size_t>(total), NAN);
   const float* bias = c.plan.has_bias ? c.bias.data() : nullptr;
   SmallGemmPack small;
-  if (packed && K > 0 && N > 0) small = pack_small_gemm(matrix.data(), K, N);
+  ConvTilePack tiles;
+  if (packed && K > 0 && N > 0 && !c.attrs.conv) small = pack_small_gemm(matrix.data(), K, N);
+  if (packed && K > 0 && N > 0 && c.attrs.conv) {
+    const int64_t Ng = c.plan.group_cols;
+    tiles = pack_conv_tiles(matrix.data(), K, c.plan.group, Ng, c.attrs.tile_cols > 0 ? std::min(c.attrs.tile_cols, Ng) : Ng);
+  }
   run_layer(c.attrs, c.plan, matrix.data(), c.X.data(), bias, y.data(), runner, nullptr,
-            small.empty() ? nullptr : &small);
+            small.empty() ? nullptr : &small, tiles.empty() ? nullptr : &tiles);
   const auto want = memcc_test::naive_layer(c.attrs, c.plan, c.X, c.G, bias);
   double scale = 1e-30;
   for (float v : want) scale = std::max(scale, double(std::fabs(v)));
@@ -247,6 +253,8 @@ TEST(layer_conv_random) {
     compare(c, serial1, "conv serial");
     compare(c, serial4, "conv split in 4");
     compare(c, threads, "conv on 2 threads");
+    compare(c, serial4, "conv packed tiles, split in 4", true);
+    compare(c, threads, "conv packed tiles on 2 threads", true);
     compare_batched(c, serial4, "conv batched split in 4");
     compare_batched(c, threads, "conv batched on 2 threads");
   }
@@ -345,6 +353,26 @@ TEST(layer_large_blocks) {
   ideal.set("weight_scale", 1e4f);
   c.attrs = parse_attributes(ideal);
   compare(c, threads, "matmul 700x300x200 ideal");
+  for (float range : {0.0f, 1.5f}) {
+    // Conv on the packed tile reads: several position sub-blocks (the last one partial), column
+    // tiles that are not a whole number of 8-column blocks, two groups, a stride and a dilation.
+    memcc_test::MapAttributes cm;
+    cm.set("weight_scale", 1e4f).set("tile_shape", V{50, 12}).set("adc_bits", int64_t{8}).set("dac_bits", int64_t{8});
+    cm.set("kernel_shape", V{3, 3}).set("pads", V{1, 1, 1, 1}).set("group", int64_t{2}).set("strides", V{1, 2});
+    cm.set("dilations", V{2, 1}).set("input_range", range);
+    Case cc;
+    cc.attrs = parse_attributes(cm);
+    const V x_shape{2, 12, 30, 41}, g_shape{2, 54, 40}, conv_bias{40};
+    cc.plan = plan_layer(cc.attrs, x_shape, g_shape, &conv_bias);
+    CHECK(cc.plan.patch.positions() > 512);
+    cc.X.resize(2 * 12 * 30 * 41);
+    for (auto& v : cc.X) v = normal(rng);
+    cc.G.resize(2 * 54 * 40);
+    for (auto& v : cc.G) v = cond(rng);
+    cc.bias.assign(40, -0.25f);
+    compare(cc, threads, "conv 12->40 ADC", false);
+    compare(cc, threads, "conv 12->40 ADC, packed tiles", true);
+  }
 }
 
 TEST(layer_empty_and_degenerate) {
