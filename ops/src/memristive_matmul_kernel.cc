@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 #include <thread>
+#include <utility>
 
 #include "activation.h"
 #include "batched_layer.h"
@@ -46,20 +47,13 @@ class OrtTaskRunner : public TaskRunner {
 }  // namespace
 
 MemristiveMatMulKernel::MemristiveMatMulKernel(const OrtApi& api, const OrtKernelInfo* info)
-    : api_(api), node_name_(read_node_name(api, info)) {
-  try {
-    attrs_ = parse_attributes(OrtAttributeSource(api, info));
-  } catch (const OpError& e) {
-    throw OpError(where() + e.what());
-  }
-  int is_constant = 0;
-  const OrtValue* g = nullptr;
-  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &g);
-  if (status) {
-    api.ReleaseStatus(status);
-    is_constant = 0;
-  }
-  g_is_constant_ = is_constant != 0;
+    : MemristiveMatMulKernel(api, read_kernel_setup(api, info, ""), info) {}
+
+MemristiveMatMulKernel::MemristiveMatMulKernel(const OrtApi& api, KernelSetup setup, const OrtKernelInfo* info)
+    : api_(api),
+      node_name_(std::move(setup.node_name)),
+      attrs_(std::move(setup.attrs)),
+      packed_(setup.g_is_constant) {
   create_native_ops(info);
 }
 
@@ -194,9 +188,7 @@ const NativeOp* MemristiveMatMulKernel::conv_op_for(const ConvPads& pads) {
   return conv_ops_.emplace(pads, std::move(op)).first->second.get();
 }
 
-std::string MemristiveMatMulKernel::where() const {
-  return "MemristiveMatMul node '" + node_name_ + "': ";
-}
+std::string MemristiveMatMulKernel::where() const { return node_prefix(node_name_, ""); }
 
 MemristiveMatMulKernel::Engine MemristiveMatMulKernel::engine_for(const LayerPlan& plan) const {
   const bool ideal = native_product(attrs_);
@@ -318,10 +310,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     }
     return true;
   };
-  if (!g_is_constant_) return pack();
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!packed_ || !usable(*packed_)) packed_ = pack();
-  return packed_;
+  return packed_.get(usable, pack);
 }
 
 bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
@@ -432,30 +421,16 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
 }
 
 void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
-  size_t inputs = 0;
-  check(api_, api_.KernelContext_GetInputCount(context, &inputs));
-  const OrtValue* values[4] = {nullptr, nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < std::min<size_t>(inputs, 4); ++i) {
-    check(api_, api_.KernelContext_GetInput(context, i, &values[i]));
-  }
-  if (!values[0] || !values[1]) throw OpError("inputs 'X' and 'G' are required");
   // This execution's index c (read noise), counted whatever happens below.
   const uint64_t execution = executions_.fetch_add(1, std::memory_order_relaxed);
-  const double time = drift_time(attrs_, values[3] ? time_input(api_, values[3]) : nullptr);
-  const TensorView x = tensor_view(api_, values[0]);
-  const TensorView g = tensor_view(api_, values[1]);
-  TensorView bias;
-  if (values[2]) bias = tensor_view(api_, values[2]);
-
-  const LayerPlan plan = plan_layer(attrs_, x.shape, g.shape, values[2] ? &bias.shape : nullptr);
-
-  OrtValue* y_value = nullptr;
-  check(api_, api_.KernelContext_GetOutput(context, 0, plan.y_shape.data(), plan.y_shape.size(), &y_value));
-  int64_t y_count = 1;
-  for (int64_t d : plan.y_shape) y_count *= d;
-  if (y_count == 0) return;
-  void* y_data = nullptr;
-  check(api_, api_.GetTensorMutableData(y_value, &y_data));
+  const CallInputs in = read_call_inputs(api_, context, attrs_);
+  if (in.y_count == 0) return;
+  const OrtValue* const* values = in.values;
+  const double time = in.time;
+  const TensorView& g = in.g;
+  const LayerPlan& plan = in.plan;
+  const int64_t y_count = in.y_count;
+  float* y_data = in.y;
 
   const float* g_data = tensor_data(api_, values[1]);
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
@@ -497,18 +472,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {
-  try {
-    compute_or_throw(context);
-    return nullptr;
-  } catch (const OpError& e) {
-    return api_.CreateStatus(ORT_INVALID_ARGUMENT, (where() + e.what()).c_str());
-  } catch (const std::bad_alloc&) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + "out of memory").c_str());
-  } catch (const std::exception& e) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + e.what()).c_str());
-  } catch (...) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + "unknown error").c_str());
-  }
+  return status_of(api_, where(), [&] { compute_or_throw(context); });
 }
 
 }  // namespace memcc

@@ -19,6 +19,8 @@
 #include "variance_gemm.h"
 #include "nchwc_conv.h"
 #include "op_attributes.h"
+#include "ort_access.h"
+#include "packed_cache.h"
 #include "ort_native.h"
 #include "runtime_effects.h"
 #include "small_gemm.h"
@@ -43,6 +45,8 @@ class MemristiveMatMulKernel {
   const std::string& node_name() const { return node_name_; }
 
  private:
+  MemristiveMatMulKernel(const OrtApi& api, KernelSetup setup, const OrtKernelInfo* info);
+
   // Which engine runs a call (see ops/README.md, "Engines").
   enum class Engine { Blas, NativeIdeal, NativeBatched };
 
@@ -81,11 +85,8 @@ class MemristiveMatMulKernel {
   const OrtApi& api_;
   std::string node_name_;
   OpAttributes attrs_;
-  // G is an initializer in every model memcc writes, so it is packed once; a G that is a graph
-  // input may change between runs behind the same pointer and is packed on every call.
-  bool g_is_constant_ = false;
-  std::mutex mutex_;
-  std::shared_ptr<const Packed> packed_;  // guarded by mutex_; readers keep their own reference
+  PackedCache<Packed> packed_;
+  std::mutex mutex_;  // guards the conv ops below
 
   // onnxruntime's kernels, when the standalone-op API works (else every call uses OpenBLAS).
   OrtMemoryInfo* cpu_ = nullptr;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "errors.h"
+#include "runtime_effects.h"
 
 namespace memcc {
 
@@ -67,7 +68,6 @@ std::string read_node_name(const OrtApi& api, const OrtKernelInfo* info) {
   return name;
 }
 
-
 bool OrtAttributeSource::present(const char* name) const {
   if (get_float(name) || get_int(name) || get_ints(name) || get_string(name)) return true;
   size_t size = 0;
@@ -107,6 +107,56 @@ bool OrtAttributeSource::ok(OrtStatus* status) const {
   if (!status) return true;
   api_.ReleaseStatus(status);
   return false;
+}
+
+std::string node_prefix(const std::string& node_name, const std::string& kernel_label) {
+  return "MemristiveMatMul node '" + node_name + "'" + kernel_label + ": ";
+}
+
+KernelSetup read_kernel_setup(const OrtApi& api, const OrtKernelInfo* info, const std::string& kernel_label) {
+  KernelSetup k;
+  k.node_name = read_node_name(api, info);
+  try {
+    k.attrs = parse_attributes(OrtAttributeSource(api, info));
+  } catch (const OpError& e) {
+    throw OpError(node_prefix(k.node_name, kernel_label) + e.what());
+  }
+  int is_constant = 0;
+  const OrtValue* g = nullptr;
+  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &g);
+  if (status) {
+    api.ReleaseStatus(status);
+    is_constant = 0;
+  }
+  k.g_is_constant = is_constant != 0;
+  return k;
+}
+
+CallInputs read_call_inputs(const OrtApi& api, OrtKernelContext* context, const OpAttributes& attrs) {
+  CallInputs in;
+  size_t count = 0;
+  check(api, api.KernelContext_GetInputCount(context, &count));
+  for (size_t i = 0; i < std::min<size_t>(count, 4); ++i) {
+    check(api, api.KernelContext_GetInput(context, i, &in.values[i]));
+  }
+  if (!in.values[0] || !in.values[1]) throw OpError("inputs 'X' and 'G' are required");
+  in.time = drift_time(attrs, in.values[3] ? time_input(api, in.values[3]) : nullptr);
+  in.x = tensor_view(api, in.values[0]);
+  in.g = tensor_view(api, in.values[1]);
+  if (in.values[2]) in.bias = tensor_view(api, in.values[2]);
+  in.plan = plan_layer(attrs, in.x.shape, in.g.shape, in.values[2] ? &in.bias.shape : nullptr);
+
+  OrtValue* y_value = nullptr;
+  const std::vector<int64_t>& y_shape = in.plan.y_shape;
+  check(api, api.KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &y_value));
+  in.y_count = 1;
+  for (int64_t d : y_shape) in.y_count *= d;
+  if (in.y_count > 0) {
+    void* y = nullptr;
+    check(api, api.GetTensorMutableData(y_value, &y));
+    in.y = static_cast<float*>(y);
+  }
+  return in;
 }
 
 }  // namespace memcc

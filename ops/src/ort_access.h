@@ -3,12 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <onnxruntime_c_api.h>
 
+#include "errors.h"
+#include "layer_plan.h"
 #include "op_attributes.h"
 
 namespace memcc {
@@ -47,5 +50,48 @@ const float* tensor_data(const OrtApi& api, const OrtValue* value);
 const float* time_input(const OrtApi& api, const OrtValue* value);
 // The node's name, or "" when onnxruntime does not give it.
 std::string read_node_name(const OrtApi& api, const OrtKernelInfo* info);
+
+// What a kernel reads once, when onnxruntime creates it.
+struct KernelSetup {
+  std::string node_name;
+  OpAttributes attrs;
+  // G is an initializer in every model memcc writes, so it is packed once; a G that is a graph
+  // input may change between runs behind the same pointer and is packed on every call.
+  bool g_is_constant = false;
+};
+// Throws OpError (prefixed with `kernel_label` and the node's name) for a bad attribute.
+KernelSetup read_kernel_setup(const OrtApi& api, const OrtKernelInfo* info, const std::string& kernel_label);
+// "MemristiveMatMul node 'NAME'<label>: ", the prefix of every message of a node.
+std::string node_prefix(const std::string& node_name, const std::string& kernel_label);
+
+// What every call reads first: the inputs (X and G required, Bias and T optional) and their
+// shapes, the drift time, the checked layer plan, and Y allocated in its shape.
+struct CallInputs {
+  const OrtValue* values[4] = {nullptr, nullptr, nullptr, nullptr};  // X, G, Bias, T
+  TensorView x, g, bias;
+  double time = 0.0;
+  LayerPlan plan;
+  int64_t y_count = 0;
+  float* y = nullptr;  // nullptr when Y is empty
+};
+// Throws OpError for missing or malformed inputs.
+CallInputs read_call_inputs(const OrtApi& api, OrtKernelContext* context, const OpAttributes& attrs);
+
+// Runs fn(); an exception becomes an error status whose message starts with `prefix`.
+template <class Fn>
+OrtStatus* status_of(const OrtApi& api, const std::string& prefix, Fn&& fn) noexcept {
+  try {
+    fn();
+    return nullptr;
+  } catch (const OpError& e) {
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, (prefix + e.what()).c_str());
+  } catch (const std::bad_alloc&) {
+    return api.CreateStatus(ORT_RUNTIME_EXCEPTION, (prefix + "out of memory").c_str());
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_RUNTIME_EXCEPTION, (prefix + e.what()).c_str());
+  } catch (...) {
+    return api.CreateStatus(ORT_RUNTIME_EXCEPTION, (prefix + "unknown error").c_str());
+  }
+}
 
 }  // namespace memcc

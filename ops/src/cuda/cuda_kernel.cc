@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <new>
+#include <utility>
 
 #include "cuda/crossbar_cuda.h"
 #include "errors.h"
@@ -11,6 +12,8 @@
 
 namespace memcc {
 namespace {
+
+constexpr const char* kLabel = " (CUDA)";
 
 // Scratch from onnxruntime's allocator for the tensors' device. Freed when the call returns,
 // before the kernels that use it have run: safe because everything that could reuse the memory
@@ -53,12 +56,6 @@ int tensor_device(const OrtApi& api, const OrtValue* value) {
   return device;
 }
 
-int64_t count_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 }  // namespace
 
 CudaMemristiveMatMulKernel::Packed::~Packed() {
@@ -67,25 +64,15 @@ CudaMemristiveMatMulKernel::Packed::~Packed() {
 }
 
 CudaMemristiveMatMulKernel::CudaMemristiveMatMulKernel(const OrtApi& api, const OrtKernelInfo* info)
-    : api_(api), node_name_(read_node_name(api, info)) {
-  try {
-    attrs_ = parse_attributes(OrtAttributeSource(api, info));
-  } catch (const OpError& e) {
-    throw OpError(where() + e.what());
-  }
-  int is_constant = 0;
-  const OrtValue* g = nullptr;
-  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &g);
-  if (status) {
-    api.ReleaseStatus(status);
-    is_constant = 0;
-  }
-  g_is_constant_ = is_constant != 0;
-}
+    : CudaMemristiveMatMulKernel(api, read_kernel_setup(api, info, kLabel)) {}
 
-std::string CudaMemristiveMatMulKernel::where() const {
-  return "MemristiveMatMul node '" + node_name_ + "' (CUDA): ";
-}
+CudaMemristiveMatMulKernel::CudaMemristiveMatMulKernel(const OrtApi& api, KernelSetup setup)
+    : api_(api),
+      node_name_(std::move(setup.node_name)),
+      attrs_(std::move(setup.attrs)),
+      packed_(setup.g_is_constant) {}
+
+std::string CudaMemristiveMatMulKernel::where() const { return node_prefix(node_name_, kLabel); }
 
 bool CudaMemristiveMatMulKernel::ideal() const { return !attrs_.uses_adc() && !attrs_.encodes_input(); }
 
@@ -118,38 +105,21 @@ std::shared_ptr<const CudaMemristiveMatMulKernel::Packed> CudaMemristiveMatMulKe
   auto usable = [&](const Packed& p) {
     return p.source == g && p.shape == g_shape && (!drifts || p.time == time);
   };
-  if (!g_is_constant_) return pack();
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!packed_ || !usable(*packed_)) packed_ = pack();
-  return packed_;
+  return packed_.get(usable, pack);
 }
 
 void CudaMemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
-  size_t inputs = 0;
-  check(api_, api_.KernelContext_GetInputCount(context, &inputs));
-  const OrtValue* values[4] = {nullptr, nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < std::min<size_t>(inputs, 4); ++i) {
-    check(api_, api_.KernelContext_GetInput(context, i, &values[i]));
-  }
-  if (!values[0] || !values[1]) throw OpError("inputs 'X' and 'G' are required");
   const uint64_t execution = executions_.fetch_add(1, std::memory_order_relaxed);
-  const double time = drift_time(attrs_, values[3] ? time_input(api_, values[3]) : nullptr);
-  const TensorView x = tensor_view(api_, values[0]);
-  const TensorView g = tensor_view(api_, values[1]);
-  TensorView bias;
-  if (values[2]) bias = tensor_view(api_, values[2]);
-  const LayerPlan plan = plan_layer(attrs_, x.shape, g.shape, values[2] ? &bias.shape : nullptr);
-
-  OrtValue* y_value = nullptr;
-  check(api_, api_.KernelContext_GetOutput(context, 0, plan.y_shape.data(), plan.y_shape.size(), &y_value));
-  if (count_of(plan.y_shape) == 0) return;
-  void* y = nullptr;
-  check(api_, api_.GetTensorMutableData(y_value, &y));
+  const CallInputs in = read_call_inputs(api_, context, attrs_);
+  if (in.y_count == 0) return;
+  const OrtValue* const* values = in.values;
+  const LayerPlan& plan = in.plan;
+  float* y = in.y;
 
   void* stream = nullptr;
   check(api_, api_.KernelContext_GetGPUComputeStream(context, &stream));
   cuda::use_device(tensor_device(api_, values[0]));
-  const auto packed = packed_for(tensor_data(api_, values[1]), g.shape, time, stream);
+  const auto packed = packed_for(tensor_data(api_, values[1]), in.g.shape, in.time, stream);
 
   cuda::LayerSpec s;
   s.conv = attrs_.conv;
@@ -201,23 +171,12 @@ void CudaMemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
     inputs_for_layer = a;
   }
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
-  cuda::crossbar_layer(s, inputs_for_layer, s.encoded ? scale : nullptr, packed->matrix, packed->variance, bias_data,
-                       static_cast<float*>(y), layer, stream);
+  cuda::crossbar_layer(s, inputs_for_layer, s.encoded ? scale : nullptr, packed->matrix, packed->variance, bias_data, y, layer,
+                       stream);
 }
 
 OrtStatus* CudaMemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {
-  try {
-    compute_or_throw(context);
-    return nullptr;
-  } catch (const OpError& e) {
-    return api_.CreateStatus(ORT_INVALID_ARGUMENT, (where() + e.what()).c_str());
-  } catch (const std::bad_alloc&) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + "out of memory").c_str());
-  } catch (const std::exception& e) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + e.what()).c_str());
-  } catch (...) {
-    return api_.CreateStatus(ORT_RUNTIME_EXCEPTION, (where() + "unknown error").c_str());
-  }
+  return status_of(api_, where(), [&] { compute_or_throw(context); });
 }
 
 }  // namespace memcc

@@ -14,6 +14,8 @@
 #include <onnxruntime_c_api.h>
 
 #include "op_attributes.h"
+#include "ort_access.h"
+#include "packed_cache.h"
 
 namespace memcc {
 
@@ -28,6 +30,8 @@ class CudaMemristiveMatMulKernel {
   OrtStatus* compute(OrtKernelContext* context) noexcept;
 
  private:
+  CudaMemristiveMatMulKernel(const OrtApi& api, KernelSetup setup);
+
   // The matrices of one G on the device (cudaMalloc: they live as long as the session needs them).
   struct Packed {
     Packed() = default;
@@ -51,9 +55,7 @@ class CudaMemristiveMatMulKernel {
   const OrtApi& api_;
   std::string node_name_;
   OpAttributes attrs_;
-  bool g_is_constant_ = false;
-  std::mutex mutex_;
-  std::shared_ptr<const Packed> packed_;  // guarded by mutex_
+  PackedCache<Packed> packed_;
   std::atomic<uint64_t> executions_{0};   // the read-noise counter word c
 };
 
