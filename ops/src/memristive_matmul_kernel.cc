@@ -17,6 +17,7 @@
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
 #include "small_gemm.h"
+#include "layer_compute.h"
 
 namespace memcc {
 namespace {
@@ -280,6 +281,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
           p->nchwc_variance.resize(nchwc_filter_floats(nchwc, K / plan.patch.channels));
           pack_nchwc_filter(nchwc, p->variance_weights.data(), K / plan.patch.channels, p->nchwc_variance.data());
         }
+        p->variance_conv = pack_variance_conv(p->variance.data(), K, N, plan.group, plan.patch.channels);
       }
     }
     if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
@@ -363,6 +365,10 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
         if (!noisy) return true;
         float* sq = next;
         float* var = sq + x_count;
+        if (variance_conv(packed.variance_conv, plan, x_data, var, OrtTaskRunner(api_, context))) {
+          add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
+          return false;
+        }
         square_elements(x_data, x_count, sq);
         if (nchwc_->run(context, packed.nchwc, packed.nchwc_variance.data(), sq, xv.shape, nullptr, pads,
                         plan.y_shape, var)) {
@@ -425,8 +431,12 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
   float* sq = next;
   float* var = sq + x_count;
-  square_elements(x_data, x_count, sq);
-  product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
+  // The variance conv on the tile unit (bfloat16 factors, within the spec's bound) where it
+  // serves, else the float32 Conv of e(X)^2.
+  if (!variance_conv(packed.variance_conv, plan, x_data, var, OrtTaskRunner(api_, context))) {
+    square_elements(x_data, x_count, sq);
+    product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
+  }
   add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
   return false;
 }
