@@ -230,10 +230,11 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   const bool wants_small =
       !attrs_.conv && (engine == Engine::NativeIdeal || (engine == Engine::Blas && attrs_.reads_tiles()) ||
                        (engine == Engine::Blas && plan.rows <= kSmallGemmMaxRows));
-  // D in column blocks for the conv ADC path's tile reads (no read noise), where the AVX-512
-  // kernel runs them (elsewhere OpenBLAS, which packs per call, still beats plain C++).
+  // D (and with read noise the variance matrix) in column blocks for the conv ADC path's tile
+  // reads, where the AVX-512 kernel runs them (elsewhere OpenBLAS, which packs per call, still
+  // beats plain C++).
   const int64_t tile_cols = attrs_.tile_cols > 0 ? std::min(attrs_.tile_cols, plan.group_cols) : plan.group_cols;
-  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise() &&
+  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() &&
                            small_gemm_best_isa() == GemmIsa::Avx512;
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
@@ -285,7 +286,12 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       }
     }
     if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
-    if (wants_tiles) p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
+    if (wants_tiles) {
+      p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
+      if (!p->variance.empty()) {
+        p->variance_tiles = pack_conv_tiles(p->variance.data(), K, plan.group, plan.group_cols, tile_cols);
+      }
+    }
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
       std::vector<float> D(static_cast<size_t>(K * N));
@@ -301,7 +307,8 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (wants_small && p.small.empty()) return false;
-    if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols)) {
+    if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols ||
+                        (!p.variance.empty() && p.variance_tiles.empty()))) {
       return false;
     }
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
@@ -479,6 +486,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
   noise.packed = packed->variance_packed.empty() ? nullptr : &packed->variance_packed;
+  noise.conv_tiles = packed->variance_tiles.empty() ? nullptr : &packed->variance_tiles;
   noise.key = static_cast<uint64_t>(attrs_.noise_seed);
   noise.execution = execution;
   float* y = static_cast<float*>(y_data);

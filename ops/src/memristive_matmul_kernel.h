@@ -66,6 +66,7 @@ class MemristiveMatMulKernel {
     VarianceConvPack variance_conv;     // `variance` for variance_conv (AMX-BF16 CPUs only)
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
     ConvTilePack conv_tiles;     // `matrix` (D) in column blocks: conv ADC tile reads
+    ConvTilePack variance_tiles;  // `variance` the same way: their read-noise variances
   };
 
   void create_native_ops(const OrtKernelInfo* info);
