@@ -7,7 +7,9 @@
 #include <random>
 #include <vector>
 
+#include "conv_tiles.h"
 #include "counter_normal.h"
+#include "small_gemm.h"
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "layer_compute.h"
@@ -17,6 +19,7 @@
 #include "philox.h"
 #include "runtime_effects.h"
 #include "test_harness.h"
+#include "variance_conv.h"
 #include "variance_gemm.h"
 
 using namespace memcc;
@@ -365,5 +368,71 @@ TEST(effects_packed_variance_within_bound) {
     }
     // The bf16 path did run: its rounding shows.
     CHECK(worst > std::ldexp(1.0, -16));
+  }
+}
+
+TEST(effects_conv_tile_noise_matches_naive) {
+  // The conv ADC path with read noise on the packed tile reads (D and the variance matrix packed
+  // by pack_conv_tiles, as the kernel does on AVX-512 CPUs; the plain kernel elsewhere): against
+  // the naive spec, and against the OpenBLAS path (same normals: only float32 sums and the odd
+  // ADC level may differ). Groups, strides, dilations, row tiles that split K unevenly, column
+  // tiles that leave a narrow last one, positions off the 16-vector grid and past one sub-block.
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  for (int trial = 0; trial < 40; ++trial) {
+    memcc_test::MapAttributes m;
+    const int64_t group = pick(1, 3), cg = pick(1, 12), ng = pick(1, 21), k = pick(1, 3), stride = pick(1, 2);
+    m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.1f)
+        .set("noise_seed", int64_t{pick(0, 100)}).set("adc_bits", int64_t{pick(6, 12)})
+        .set("dac_bits", int64_t{8}).set("tile_shape", V{pick(0, 2) ? pick(5, 40) : 0, pick(0, 2) ? pick(1, 9) : 0})
+        .set("kernel_shape", V{k, k}).set("pads", V{1, 0, 1, 1}).set("group", group)
+        .set("strides", V{stride, 1}).set("dilations", V{1, pick(1, 2)});
+    if (trial % 3 == 0) m.set("iv_a", 0.32f).set("iv_b", 2.7f);
+    const V x_shape = {pick(1, 2), group * cg, pick(k + 1, trial % 5 == 0 ? 40 : 9), pick(2 * k, trial % 5 == 0 ? 30 : 11)};
+    const V g_shape = {2, cg * k * k, group * ng};
+    const OpAttributes a = parse_attributes(m);
+    const LayerPlan p = plan_layer(a, x_shape, g_shape, nullptr);
+    std::vector<float> X(static_cast<size_t>(x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]));
+    std::vector<float> G(static_cast<size_t>(g_shape[0] * g_shape[1] * g_shape[2]));
+    for (auto& v : X) v = nd(rng);
+    for (auto& g : G) g = cond(rng);
+    const Packed packed = pack(a, p, G, a.drift_t0);
+    const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, p.group_cols) : p.group_cols;
+    const ConvTilePack tiles = pack_conv_tiles(packed.matrix.data(), p.K, p.group, p.group_cols, tc);
+    const ConvTilePack vtiles = pack_conv_tiles(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    int64_t total = 1;
+    for (int64_t d : p.y_shape) total *= d;
+    ReadNoise noise;
+    noise.variance = packed.variance.data();
+    noise.key = static_cast<uint64_t>(a.noise_seed);
+    noise.execution = 2;
+    std::vector<float> fast(static_cast<size_t>(total), NAN);
+    ReadNoise tiled = noise;
+    tiled.conv_tiles = &vtiles;
+    run_layer(a, p, packed.matrix.data(), X.data(), nullptr, fast.data(), SerialRunner(static_cast<int>(pick(1, 3))),
+              &tiled, nullptr, &tiles);
+    const auto blas = run(a, p, packed, X, nullptr, 2);
+    const auto want = memcc_test::naive_layer(a, p, X, G, nullptr, 2, -1.0);
+    double scale = 1e-30;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    int64_t off_naive = 0, off_blas = 0;
+    for (size_t i = 0; i < fast.size(); ++i) {
+      if (!(std::fabs(double(fast[i]) - want[i]) <= 2e-5 * scale)) ++off_naive;
+      if (!(std::fabs(double(fast[i]) - blas[i]) <= 2e-5 * scale)) ++off_blas;
+    }
+    const int64_t allowed = std::max<int64_t>(1, static_cast<int64_t>(fast.size()) / 50);
+    if (off_naive > allowed || off_blas > allowed) {
+      memcc_test::fail(__FILE__, __LINE__,
+                       "trial " + std::to_string(trial) + ": " + std::to_string(off_naive) + " (naive), " +
+                           std::to_string(off_blas) + " (OpenBLAS path) of " + std::to_string(fast.size()) +
+                           " outputs differ");
+    }
+    // The noise is there: without it the outputs move.
+    OpAttributes quiet = a;
+    quiet.read_noise_std = 0.0f;
+    const auto y0 = run(quiet, p, pack(quiet, p, G, a.drift_t0), X, nullptr, 2);
+    int64_t moved = 0;
+    for (size_t i = 0; i < fast.size(); ++i) moved += fast[i] != y0[i];
+    CHECK(moved > 0);
   }
 }
