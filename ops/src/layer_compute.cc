@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
+#include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -18,6 +19,7 @@
 #include "scratch.h"
 #include "simd_dispatch.h"
 #include "small_gemm.h"
+#include "variance_conv.h"
 #include "variance_gemm.h"
 
 namespace memcc {
@@ -242,36 +244,49 @@ void square_rows(const float* v, int64_t ld, int64_t rows, int64_t m, float* sq)
 // y[j * ld + i] += sqrt(max(var[j * ld + i], 0)) zt[j * 16 + i] for j < n, i < nq <= 16: one
 // masked vector per column (a call per column of 16 terms cost more than the terms).
 #if defined(__GNUC__) && defined(__x86_64__)
-__attribute__((target("avx512f"))) void add_block_terms_avx512(float* y, const float* var, int64_t ld,
-                                                               const float* zt, int64_t n, int64_t nq) {
+__attribute__((target("avx512f"))) void add_block_terms_avx512(float* y, int64_t ld, const float* var, int64_t ldv,
+                                                               const float* zt, int64_t n, int64_t nq, float f) {
   const __mmask16 k = static_cast<__mmask16>(nq >= 16 ? 0xFFFFu : (1u << nq) - 1u);
-  const __m512 zero = _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps(), vf = _mm512_set1_ps(f);
   for (int64_t j = 0; j < n; ++j) {
-    const __m512 v = _mm512_maskz_loadu_ps(k, var + j * ld);
+    const __m512 v = _mm512_maskz_loadu_ps(k, var + j * ldv);
     // max(v, 0) with a NaN variance giving 0, as add_terms' comparison does.
     const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
-    const __m512 t = _mm512_mul_ps(_mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), pos), _mm512_loadu_ps(zt + j * 16));
+    __m512 root = _mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), pos);
+    if (f != 1.0f) root = _mm512_mul_ps(root, vf);
+    const __m512 t = _mm512_mul_ps(root, _mm512_loadu_ps(zt + j * 16));
     _mm512_mask_storeu_ps(y + j * ld, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, y + j * ld), t));
   }
 }
 #endif
 
-void add_block_terms(float* y, const float* var, int64_t ld, const float* zt, int64_t n, int64_t nq) {
+// f: a power of two, sqrt of the factor that unscales var (1: var is the variance itself).
+void add_block_terms(float* y, int64_t ld, const float* var, int64_t ldv, const float* zt, int64_t n, int64_t nq,
+                     float f = 1.0f) {
 #if defined(__GNUC__) && defined(__x86_64__)
   if (__builtin_cpu_supports("avx512f")) {
-    add_block_terms_avx512(y, var, ld, zt, n, nq);
+    add_block_terms_avx512(y, ld, var, ldv, zt, n, nq, f);
     return;
   }
 #endif
-  for (int64_t j = 0; j < n; ++j) add_terms(y + j * ld, var + j * ld, zt + j * 16, nq);
+  for (int64_t j = 0; j < n; ++j) {
+    if (f == 1.0f) {
+      add_terms(y + j * ld, var + j * ldv, zt + j * 16, nq);
+    } else {
+      for (int64_t i = 0; i < nq; ++i) {
+        const float v = var[j * ldv + i] > 0.0f ? var[j * ldv + i] : 0.0f;
+        y[j * ld + i] += std::sqrt(v) * f * zt[j * 16 + i];
+      }
+    }
+  }
 }
 
-// The read-noise terms of one tile read in [column, position] order (reads[j * m + i], var
-// alike): normal(key; c, q0 + i, r, j0 + j), drawn along the columns 16 positions at a time and
-// turned, so that each column's terms are added to its contiguous run of positions.
-// z and zt hold 16 * nc floats each.
+// The read-noise terms of one tile read in [column, position] order (reads[j * m + i],
+// var[j * ldv + i] times f^2): normal(key; c, q0 + i, r, j0 + j), drawn along the columns 16
+// positions at a time and turned, so that each column's terms are added to its contiguous run of
+// positions. z and zt hold 16 * nc floats each.
 void add_column_noise(const ReadNoise& noise, int64_t q0, int64_t r, int64_t j0, int64_t nc, int64_t m,
-                      const float* var, float* reads, float* z, float* zt) {
+                      const float* var, int64_t ldv, float f, float* reads, float* z, float* zt) {
   for (int64_t i0 = 0; i0 < m; i0 += 16) {
     const int64_t nq = std::min<int64_t>(16, m - i0);
     for (int64_t i = 0; i < nq; ++i) {
@@ -280,7 +295,7 @@ void add_column_noise(const ReadNoise& noise, int64_t q0, int64_t r, int64_t j0,
     }
     if (nq < 16) std::fill(z + nq * nc, z + 16 * nc, 0.0f);
     transpose16(z, nc, nc, zt);
-    add_block_terms(reads + i0, var + i0, m, zt, nc, nq);
+    add_block_terms(reads + i0, m, var + i0, ldv, zt, nc, nq, f);
   }
 }
 
@@ -593,11 +608,22 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         float* var = nullptr;
         float* z = nullptr;
         float* zt = nullptr;
+        // On the tile unit (AMX-BF16) the squares are bfloat16 row pairs, and a read's variances
+        // come out in whole 16 x 16 tiles (rows and positions rounded up to 16).
+        const TileVariancePack* tv = noise ? noise->tile_variance : nullptr;
+        if (tv && (tv->K != Kg || tv->groups != G || tv->Ng != Ng || tv->tc != tc ||
+                   (tiling.tile_rows % 32 != 0 && tiling.tile_rows < Kg))) {
+          tv = nullptr;
+        }
+        thread_local std::vector<uint32_t> sq_bf16;
+        const int64_t ldq = ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad;
         if (noise) {
           sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(col_floats));
-          var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(tc * kReadPositions + 2 * 16 * tc));
-          z = var + tc * kReadPositions;
+          const int64_t tc16 = ceil_div(tc, 16) * 16;
+          var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(tc16 * kReadPositions + 2 * 16 * tc));
+          z = var + tc16 * kReadPositions;
           zt = z + 16 * tc;
+          if (tv) sq_bf16.resize(static_cast<size_t>(ceil_div(Kg, 32) * 16 * ldq));
         }
         for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
           const int64_t ms = std::min(kSubPositions, cnt - s0);
@@ -605,7 +631,9 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           im2col_columns(xg, p.patch, p0 + s0, ms, col, ld);
           encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Voltages, scale + s0, vec + cnt, scale_given);
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
-          if (noise) square_rows(col, ld, Kg, ms, sq);
+          float root = 1.0f;
+          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
+          if (noise && !on_tiles) square_rows(col, ld, Kg, ms, sq);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);
             for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
@@ -618,9 +646,15 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
                 const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
                 conv_tile_read(*tiles, h, c0, r0, kr, col + r0 * ld + i0, ld, mi, reads, mi, false);
                 if (noise) {
-                  conv_tile_read(*noise->conv_tiles, h, c0, r0, kr, sq + r0 * ld + i0, ld, mi, var, mi, false);
-                  add_column_noise(*noise, (b * G + h) * P + p0 + s0 + i0, r0 / tiling.tile_rows, h * Ng + c0, nc,
-                                   mi, var, reads, z, zt);
+                  const int64_t q0 = (b * G + h) * P + p0 + s0 + i0, r = r0 / tiling.tile_rows;
+                  const int64_t ldv = ceil_div(mi, 16) * 16;
+                  if (on_tiles && tile_variance_read(*tv, h, c0, r0, kr, sq_bf16.data() + i0, ldq, mi, var, ldv)) {
+                    add_column_noise(*noise, q0, r, h * Ng + c0, nc, mi, var, ldv, root, reads, z, zt);
+                  } else {
+                    if (on_tiles) square_rows(col + r0 * ld, ld, kr, ms, sq + r0 * ld);  // not expected
+                    conv_tile_read(*noise->conv_tiles, h, c0, r0, kr, sq + r0 * ld + i0, ld, mi, var, mi, false);
+                    add_column_noise(*noise, q0, r, h * Ng + c0, nc, mi, var, mi, 1.0f, reads, z, zt);
+                  }
                 }
                 adc_accumulate_columns(reads, nc, mi, mi, tiling.bits, tiling.overflow_rate, sums, mi, adc_scratch);
               }
@@ -738,7 +772,7 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
       // (Rows past nq are left over from before: their terms are not added.)
       if (nq < kBlock) std::fill(z + nq * Ng, z + kBlock * Ng, 0.0f);
       transpose16(z, Ng, Ng, zt);
-      add_block_terms(y + base + q0, var + base + q0, P, zt, Ng, nq);
+      add_block_terms(y + base + q0, P, var + base + q0, P, zt, Ng, nq);
     }
   });
 }

@@ -290,6 +290,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
       if (!p->variance.empty()) {
         p->variance_tiles = pack_conv_tiles(p->variance.data(), K, plan.group, plan.group_cols, tile_cols);
+        p->tile_variance = pack_tile_variance(p->variance.data(), K, plan.group, plan.group_cols, tile_cols);
       }
     }
     if (engine == Engine::NativeBatched) {
@@ -487,6 +488,7 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
   noise.packed = packed->variance_packed.empty() ? nullptr : &packed->variance_packed;
   noise.conv_tiles = packed->variance_tiles.empty() ? nullptr : &packed->variance_tiles;
+  noise.tile_variance = packed->tile_variance.empty() ? nullptr : &packed->tile_variance;
   noise.key = static_cast<uint64_t>(attrs_.noise_seed);
   noise.execution = execution;
   float* y = static_cast<float*>(y_data);

@@ -67,6 +67,7 @@ class MemristiveMatMulKernel {
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
     ConvTilePack conv_tiles;     // `matrix` (D) in column blocks: conv ADC tile reads
     ConvTilePack variance_tiles;  // `variance` the same way: their read-noise variances
+    TileVariancePack tile_variance;  // `variance` for those reads on AMX-BF16 (else empty)
   };
 
   void create_native_ops(const OrtKernelInfo* info);

@@ -187,6 +187,100 @@ __attribute__((target("avx512f"))) void compact(const float* c, const Geometry& 
   }
 }
 
+
+// The squares of one pair of voltage rows (b may be null: zeros) times s2 (= 2^2t, applied to
+// the voltages as 2^t), as bfloat16 pairs for positions < m16 (masked at m); min_nz tracks the
+// smallest nonzero scaled square.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void square_pair(const float* a, const float* b,
+                                                                        int64_t m, float two_t, uint32_t* dst,
+                                                                        __m512* min_nz) {
+  const __m512 s = _mm512_set1_ps(two_t), zero = _mm512_setzero_ps();
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t i = 0; i < m; i += 16) {
+    const int64_t n = std::min<int64_t>(16, m - i);
+    const __mmask16 k = static_cast<__mmask16>(n == 16 ? 0xFFFFu : (1u << n) - 1u);
+    __m512 va = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, a + i), s);
+    va = _mm512_mul_ps(va, va);
+    __m512 vb = zero;
+    if (b) {
+      vb = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, b + i), s);
+      vb = _mm512_mul_ps(vb, vb);
+    }
+    *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(va, zero, _CMP_GT_OQ), *min_nz, va);
+    *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(vb, zero, _CMP_GT_OQ), *min_nz, vb);
+    const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(vb, va));
+    _mm512_storeu_si512(dst + i, _mm512_permutexvar_epi16(interleave, h));
+  }
+}
+
+// square_pair over the K rows of v (pairs of rows to sq's rows, ldq apart); returns the smallest
+// nonzero scaled square (inf when none).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) float square_rows_bf16(const float* v, int64_t ldv,
+                                                                              int64_t K, int64_t m, float two_t,
+                                                                              uint32_t* sq, int64_t ldq) {
+  __m512 min_nz = _mm512_set1_ps(INFINITY);
+  for (int64_t r = 0; r < (K + 1) / 2; ++r) {
+    const float* a = v + 2 * r * ldv;
+    square_pair(a, 2 * r + 1 < K ? a + ldv : nullptr, m, two_t, sq + r * ldq, &min_nz);
+  }
+  alignas(64) float l[16];
+  _mm512_store_ps(l, min_nz);
+  float mn = l[0];
+  for (int i = 1; i < 16; ++i) mn = std::min(mn, l[i]);
+  return mn;
+}
+
+// NP (1-3) position blocks of one 16-column block: C in tiles 0..NP-1, V in 3, squares in 4-6.
+template <int NP>
+__attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, int64_t kbn, const uint32_t* sq,
+                                                              int64_t ldq, float* out, int64_t ldo) {
+  _tile_zero(0);
+  if (NP > 1) _tile_zero(1);
+  if (NP > 2) _tile_zero(2);
+  for (int64_t kb = 0; kb < kbn; ++kb) {
+    _tile_loadd(3, a + kb * kTile, 64);
+    const uint32_t* b = sq + kb * 16 * ldq;
+    _tile_loadd(4, b, ldq * 4);
+    _tile_dpbf16ps(0, 3, 4);
+    if (NP > 1) {
+      _tile_loadd(5, b + 16, ldq * 4);
+      _tile_dpbf16ps(1, 3, 5);
+    }
+    if (NP > 2) {
+      _tile_loadd(6, b + 32, ldq * 4);
+      _tile_dpbf16ps(2, 3, 6);
+    }
+  }
+  _tile_stored(0, out, ldo * 4);
+  if (NP > 1) _tile_stored(1, out + 16, ldo * 4);
+  if (NP > 2) _tile_stored(2, out + 32, ldo * 4);
+}
+
+__attribute__((target("amx-tile,amx-bf16"))) void tile_reads(const uint16_t* a, int64_t k_blocks, int64_t kbn,
+                                                              int64_t nb, const uint32_t* sq, int64_t ldq,
+                                                              int64_t pbs, float* out, int64_t ldo) {
+  TileConfig cfg;
+  for (int t = 0; t < 7; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  for (int64_t cb = 0; cb < nb; ++cb) {
+    const uint16_t* ab = a + cb * k_blocks * kTile;
+    for (int64_t p0 = 0; p0 < pbs; p0 += 3) {
+      float* o = out + cb * 16 * ldo + p0 * 16;
+      const uint32_t* b = sq + p0 * 16;
+      switch (std::min<int64_t>(3, pbs - p0)) {
+        case 1: tile_block<1>(ab, kbn, b, ldq, o, ldo); break;
+        case 2: tile_block<2>(ab, kbn, b, ldq, o, ldo); break;
+        default: tile_block<3>(ab, kbn, b, ldq, o, ldo); break;
+      }
+    }
+  }
+  _tile_release();
+}
+
 #endif
 
 }  // namespace
@@ -330,6 +424,113 @@ bool variance_conv(const VarianceConvPack& pk, const LayerPlan& plan, const floa
   return ok.load();
 #else
   (void)pk, (void)plan, (void)x, (void)var, (void)runner;
+  return false;
+#endif
+}
+
+// ---- Conv ADC path ----------------------------------------------------------------------------
+
+namespace {
+int64_t blocks16(int64_t n) { return (n + 15) / 16; }
+}  // namespace
+
+TileVariancePack pack_tile_variance(const float* V, int64_t K, int64_t groups, int64_t Ng, int64_t tc) {
+  TileVariancePack p;
+#ifdef MEMCC_VCONV_AMX
+  if (!variance_amx_available() || !cpu_has_bf16_vectors() || K <= 0 || groups <= 0 || Ng <= 0 || tc <= 0) return p;
+  const int64_t N = groups * Ng;
+  float mx = 0.0f;
+  for (int64_t i = 0; i < K * N; ++i) {
+    if (!std::isfinite(V[i])) return p;
+    mx = std::max(mx, V[i]);
+  }
+  const int budget = kExpBudget - ceil_log2(K);
+  p.x_exp = budget / 2;
+  const int v_exp = budget - p.x_exp;
+  int sexp = 0;
+  if (mx > 0.0f) {
+    int e = 0;
+    std::frexp(mx, &e);
+    sexp = v_exp - e;
+    sexp -= sexp & 1;  // even: the square root of the unscaling factor is exact
+    if (sexp > 126 || sexp < -126) return p;
+  }
+  p.v_root_unscale = std::ldexp(1.0f, -sexp / 2);
+  const float scale = std::ldexp(1.0f, sexp);
+  p.K = K;
+  p.groups = groups;
+  p.Ng = Ng;
+  p.tc = std::min(tc, Ng);
+  p.k_blocks = (K + kChannels - 1) / kChannels;
+  for (int64_t c0 = 0; c0 < Ng; c0 += p.tc) p.col_blocks += blocks16(std::min(p.tc, Ng - c0));
+  p.tiles.assign(static_cast<size_t>(groups * p.col_blocks * p.k_blocks * kTile), 0);
+  for (int64_t h = 0; h < groups; ++h) {
+    int64_t cb = 0;
+    for (int64_t c0 = 0; c0 < Ng; c0 += p.tc) {
+      const int64_t nc = std::min(p.tc, Ng - c0);
+      for (int64_t b = 0; b < blocks16(nc); ++b, ++cb) {
+        for (int64_t kb = 0; kb < p.k_blocks; ++kb) {
+          uint16_t* t = p.tiles.data() + ((h * p.col_blocks + cb) * p.k_blocks + kb) * kTile;
+          for (int64_t j = 0; j < 16 && b * 16 + j < nc; ++j) {
+            for (int64_t c = 0; c < kChannels && kb * kChannels + c < K; ++c) {
+              t[j * kChannels + c] = to_bf16(V[(kb * kChannels + c) * N + h * Ng + c0 + b * 16 + j] * scale);
+            }
+          }
+        }
+      }
+    }
+  }
+#else
+  (void)V, (void)K, (void)groups, (void)Ng, (void)tc;
+#endif
+  return p;
+}
+
+bool tile_squares(const TileVariancePack& pk, const float* v, int64_t ldv, int64_t m, uint32_t* sq, int64_t ldq,
+                  float* root_unscale) {
+#ifdef MEMCC_VCONV_AMX
+  if (pk.empty()) return false;
+  uint32_t mx_bits = 0;
+  for (int64_t k = 0; k < pk.K; ++k) mx_bits = std::max(mx_bits, abs_max_bits(v + k * ldv, m));
+  if (mx_bits >= 0x7F800000u) return false;
+  const int64_t m16 = blocks16(m) * 16, rows = pk.k_blocks * 16;
+  if (mx_bits == 0) {
+    for (int64_t r = 0; r < rows; ++r) std::fill(sq + r * ldq, sq + r * ldq + m16, 0u);
+    *root_unscale = 0.0f;
+    return true;
+  }
+  float mx = 0.0f;
+  std::memcpy(&mx, &mx_bits, sizeof mx);
+  int e = 0;
+  std::frexp(mx, &e);  // |v| < 2^e: v^2 2^2t < 2^(2e + 2t) <= 2^x_exp
+  const int t = static_cast<int>(std::floor((pk.x_exp - 2 * e) / 2.0));
+  if (t > 63 || t < -63) return false;
+  const float min_nz = square_rows_bf16(v, ldv, pk.K, m, std::ldexp(1.0f, t), sq, ldq);
+  for (int64_t r = (pk.K + 1) / 2; r < rows; ++r) std::fill(sq + r * ldq, sq + r * ldq + m16, 0u);
+  // A nonzero square below 1/4 could be a read's largest: bfloat16's flushed denormals could
+  // then drop terms the bound keeps (variance_conv.h).
+  if (min_nz < 0.25f) return false;
+  *root_unscale = std::ldexp(pk.v_root_unscale, -t);
+  return true;
+#else
+  (void)pk, (void)v, (void)ldv, (void)m, (void)sq, (void)ldq, (void)root_unscale;
+  return false;
+#endif
+}
+
+bool tile_variance_read(const TileVariancePack& pk, int64_t h, int64_t c0, int64_t k0, int64_t kc, const uint32_t* sq,
+                        int64_t ldq, int64_t m, float* out, int64_t ldo) {
+#ifdef MEMCC_VCONV_AMX
+  if (pk.empty() || k0 % kChannels != 0 || (kc % kChannels != 0 && k0 + kc != pk.K) || k0 + kc > pk.K) return false;
+  const int64_t nc = std::min(pk.tc, pk.Ng - c0);
+  if (m <= 0 || nc <= 0) return true;
+  const int64_t first = c0 / pk.tc * blocks16(pk.tc);
+  const uint16_t* a = pk.tiles.data() + ((h * pk.col_blocks + first) * pk.k_blocks + k0 / kChannels) * kTile;
+  tile_reads(a, pk.k_blocks, (kc + kChannels - 1) / kChannels, blocks16(nc), sq + k0 / 2 * ldq, ldq, blocks16(m), out,
+             ldo);
+  return true;
+#else
+  (void)pk, (void)h, (void)c0, (void)k0, (void)kc, (void)sq, (void)ldq, (void)m, (void)out, (void)ldo;
   return false;
 #endif
 }

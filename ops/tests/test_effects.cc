@@ -436,3 +436,63 @@ TEST(effects_conv_tile_noise_matches_naive) {
     CHECK(moved > 0);
   }
 }
+
+TEST(effects_conv_tile_noise_bf16_within_bound) {
+  // The same path with the reads' variances on the tile unit (AMX-BF16), against its float32
+  // variances: each noise term within docs/op-spec.md's bound for a bfloat16 variance (2^-8 of
+  // the term plus float32 sums). A 24-bit ADC (a level more) and one row tile per output (the
+  // bound holds per read); several column tiles, groups, a stride.
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  for (const V& tile : {V{0, 16}, V{0, 0}, V{0, 40}}) {
+    memcc_test::MapAttributes m;
+    m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.2f)
+        .set("noise_seed", int64_t{4}).set("adc_bits", int64_t{24}).set("dac_bits", int64_t{8})
+        .set("tile_shape", tile).set("kernel_shape", V{3, 3}).set("pads", V{1, 1, 1, 1}).set("group", 2)
+        .set("strides", V{1, 2}).set("iv_a", 0.32f).set("iv_b", 2.7f);
+    const V x_shape = {2, 2 * 11, 9, 21}, g_shape = {2, 11 * 9, 2 * 45};
+    const OpAttributes a = parse_attributes(m);
+    const LayerPlan p = plan_layer(a, x_shape, g_shape, nullptr);
+    std::vector<float> X(static_cast<size_t>(2 * 22 * 9 * 21)), G(static_cast<size_t>(2 * 99 * 90));
+    for (auto& v : X) v = nd(rng);
+    for (auto& g : G) g = cond(rng);
+    const Packed packed = pack(a, p, G, a.drift_t0);
+    const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, p.group_cols) : p.group_cols;
+    const ConvTilePack tiles = pack_conv_tiles(packed.matrix.data(), p.K, p.group, p.group_cols, tc);
+    const ConvTilePack vtiles = pack_conv_tiles(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    const TileVariancePack tv = pack_tile_variance(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    if (tv.empty()) {
+      std::printf("  (no AMX-BF16 on this CPU: nothing to compare)\n");
+      return;
+    }
+    int64_t total = 1;
+    for (int64_t d : p.y_shape) total *= d;
+    auto run_tiles = [&](const OpAttributes& at, const Packed& pk, const TileVariancePack* t) {
+      ReadNoise noise;
+      noise.variance = pk.variance.empty() ? nullptr : pk.variance.data();
+      noise.key = 4;
+      noise.execution = 1;
+      noise.conv_tiles = &vtiles;
+      noise.tile_variance = t;
+      std::vector<float> y(static_cast<size_t>(total), NAN);
+      run_layer(at, p, pk.matrix.data(), X.data(), nullptr, y.data(), SerialRunner(2), &noise, nullptr, &tiles);
+      return y;
+    };
+    OpAttributes quiet = a;
+    quiet.read_noise_std = 0.0f;
+    const auto y0 = run_tiles(quiet, pack(quiet, p, G, a.drift_t0), nullptr);
+    const auto exact = run_tiles(a, packed, nullptr);
+    const auto fast = run_tiles(a, packed, &tv);
+    double scale = 1e-30;
+    for (float v : exact) scale = std::max(scale, double(std::fabs(v)));
+    const double level = std::ldexp(scale, -17);
+    double worst = 0.0;
+    for (size_t i = 0; i < exact.size(); ++i) {
+      const double term = double(exact[i]) - y0[i];
+      const double err = std::fabs(double(fast[i]) - exact[i]);
+      CHECK(err <= (std::ldexp(1.0, -8) + std::ldexp(1.0, -12)) * std::fabs(term) + 1e-6 * scale + level);
+      worst = std::max(worst, err / (std::fabs(term) + 1e-30));
+    }
+    CHECK(worst > std::ldexp(1.0, -16));
+  }
+}

@@ -140,3 +140,60 @@ TEST(variance_conv_declines) {
   CHECK(run(quiet, var));
   for (float v : var) CHECK_EQ(v, 0.0f);
 }
+
+TEST(variance_conv_tile_reads_within_bound) {
+  // tile_squares + tile_variance_read (the conv ADC path's per-read variances on AMX-BF16)
+  // against float64: partial 16-column blocks, narrow last column tiles, groups, row tiles at
+  // multiples of 32 (and the last one ending at K off that grid), positions off the 16 grid.
+  const TileVariancePack probe = pack_tile_variance(std::vector<float>(4, 1.0f).data(), 2, 1, 2, 2);
+  if (probe.empty()) return;
+  std::uniform_real_distribution<float> u(-0.3f, 0.3f), var(1e-11f, 1e-8f);
+  double worst = 0.0;
+  for (int trial = 0; trial < 150; ++trial) {
+    const int64_t K = pick(1, 150), groups = pick(1, 3), Ng = pick(1, 50), tc = pick(1, Ng + 3);
+    const int64_t N = groups * Ng, m = pick(1, 70), ldv = m + pick(0, 5), ldq = (m + 15) / 16 * 16 + pick(0, 1) * 16;
+    std::vector<float> Vm(static_cast<size_t>(K * N)), v(static_cast<size_t>(K * ldv));
+    for (auto& x : Vm) x = var(rng);
+    for (auto& x : v) x = trial % 7 == 0 && pick(0, 3) == 0 ? 0.0f : u(rng);
+    const TileVariancePack pk = pack_tile_variance(Vm.data(), K, groups, Ng, tc);
+    std::vector<uint32_t> sq(static_cast<size_t>((K + 31) / 32 * 16 * ldq));
+    float root = 0.0f;
+    CHECK(tile_squares(pk, v.data(), ldv, m, sq.data(), ldq, &root));
+    const int64_t tcc = std::min(tc, Ng), h = pick(0, groups - 1);
+    const int64_t c0 = pick(0, (Ng - 1) / tcc) * tcc, nc = std::min(tcc, Ng - c0);
+    const int64_t k0 = pick(0, (K - 1) / 32) * 32, kc = pick(0, 1) ? K - k0 : std::min<int64_t>(32 * pick(1, 3), K - k0);
+    const int64_t i0 = pick(0, m - 1) / 16 * 16, mi = pick(1, m - i0);
+    const int64_t ldo = (mi + 15) / 16 * 16 + pick(0, 2);
+    std::vector<float> out(static_cast<size_t>((nc + 15) / 16 * 16 * ldo), NAN);
+    if (kc % 32 != 0 && k0 + kc != K) {
+      CHECK(!tile_variance_read(pk, h, c0, k0, kc, sq.data() + i0, ldq, mi, out.data(), ldo));
+      continue;
+    }
+    CHECK(tile_variance_read(pk, h, c0, k0, kc, sq.data() + i0, ldq, mi, out.data(), ldo));
+    for (int64_t j = 0; j < nc; ++j) {
+      for (int64_t i = 0; i < mi; ++i) {
+        double want = 0.0;
+        for (int64_t k = k0; k < k0 + kc; ++k) {
+          const double x = v[static_cast<size_t>(k * ldv + i0 + i)];
+          want += x * x * Vm[static_cast<size_t>(k * N + h * Ng + c0 + j)];
+        }
+        const double got = double(out[static_cast<size_t>(j * ldo + i)]) * root * root;
+        const double err = std::fabs(got - want);
+        CHECK(err <= (std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + 1e-5) * want);
+        if (want > 0.0) worst = std::max(worst, err / want);
+      }
+    }
+  }
+  CHECK(worst > std::ldexp(1.0, -16));
+  // Declined: a voltage far below the largest (its square near bfloat16's flushed range), and
+  // non-finite voltages.
+  std::vector<float> Vm(64, 1e-9f), v(32 * 20, 0.1f);
+  const TileVariancePack pk = pack_tile_variance(Vm.data(), 32, 1, 2, 2);
+  std::vector<uint32_t> sq(static_cast<size_t>(16 * 32));
+  float root = 0.0f;
+  CHECK(tile_squares(pk, v.data(), 20, 20, sq.data(), 32, &root));
+  v[45] = std::ldexp(0.1f, -40);
+  CHECK(!tile_squares(pk, v.data(), 20, 20, sq.data(), 32, &root));
+  v[45] = NAN;
+  CHECK(!tile_squares(pk, v.data(), 20, 20, sq.data(), 32, &root));
+}
