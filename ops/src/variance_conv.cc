@@ -231,50 +231,90 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) float square_rows_bf16(co
   return mn;
 }
 
-// NP (1-3) position blocks of one 16-column block: C in tiles 0..NP-1, V in 3, squares in 4-6.
-template <int NP>
-__attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, int64_t kbn, const uint32_t* sq,
-                                                              int64_t ldq, float* out, int64_t ldo) {
+// One 16-position block against NC (1-4) 16-column blocks: C in tiles 0..NC-1. The squares
+// are loaded once per 32 rows (the filter tiles of a read, a few KiB, stay in L1); operand tiles
+// alternate (V in 4 / 6, squares in 5 / 7) so that a load need not wait for the product still
+// reading the previous one.
+template <int NC>
+__attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, int64_t k_blocks, int64_t kbn,
+                                                              const uint32_t* sq, int64_t ldq, float* out,
+                                                              int64_t ldo) {
+  const int64_t cstride = k_blocks * kTile;
   _tile_zero(0);
-  if (NP > 1) _tile_zero(1);
-  if (NP > 2) _tile_zero(2);
-  for (int64_t kb = 0; kb < kbn; ++kb) {
-    _tile_loadd(3, a + kb * kTile, 64);
-    const uint32_t* b = sq + kb * 16 * ldq;
-    _tile_loadd(4, b, ldq * 4);
-    _tile_dpbf16ps(0, 3, 4);
-    if (NP > 1) {
-      _tile_loadd(5, b + 16, ldq * 4);
-      _tile_dpbf16ps(1, 3, 5);
+  if (NC > 1) _tile_zero(1);
+  if (NC > 2) _tile_zero(2);
+  if (NC > 3) _tile_zero(3);
+  int64_t kb = 0;
+  for (; kb + 2 <= kbn; kb += 2) {
+    const uint16_t* ak = a + kb * kTile;
+    _tile_loadd(5, sq + kb * 16 * ldq, ldq * 4);
+    _tile_loadd(7, sq + (kb + 1) * 16 * ldq, ldq * 4);
+    _tile_loadd(4, ak, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_loadd(6, ak + kTile, 64);
+    _tile_dpbf16ps(0, 6, 7);
+    if (NC > 1) {
+      _tile_loadd(4, ak + cstride, 64);
+      _tile_dpbf16ps(1, 4, 5);
+      _tile_loadd(6, ak + cstride + kTile, 64);
+      _tile_dpbf16ps(1, 6, 7);
     }
-    if (NP > 2) {
-      _tile_loadd(6, b + 32, ldq * 4);
-      _tile_dpbf16ps(2, 3, 6);
+    if (NC > 2) {
+      _tile_loadd(4, ak + 2 * cstride, 64);
+      _tile_dpbf16ps(2, 4, 5);
+      _tile_loadd(6, ak + 2 * cstride + kTile, 64);
+      _tile_dpbf16ps(2, 6, 7);
+    }
+    if (NC > 3) {
+      _tile_loadd(4, ak + 3 * cstride, 64);
+      _tile_dpbf16ps(3, 4, 5);
+      _tile_loadd(6, ak + 3 * cstride + kTile, 64);
+      _tile_dpbf16ps(3, 6, 7);
+    }
+  }
+  if (kb < kbn) {
+    const uint16_t* ak = a + kb * kTile;
+    _tile_loadd(5, sq + kb * 16 * ldq, ldq * 4);
+    _tile_loadd(4, ak, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    if (NC > 1) {
+      _tile_loadd(6, ak + cstride, 64);
+      _tile_dpbf16ps(1, 6, 5);
+    }
+    if (NC > 2) {
+      _tile_loadd(4, ak + 2 * cstride, 64);
+      _tile_dpbf16ps(2, 4, 5);
+    }
+    if (NC > 3) {
+      _tile_loadd(6, ak + 3 * cstride, 64);
+      _tile_dpbf16ps(3, 6, 5);
     }
   }
   _tile_stored(0, out, ldo * 4);
-  if (NP > 1) _tile_stored(1, out + 16, ldo * 4);
-  if (NP > 2) _tile_stored(2, out + 32, ldo * 4);
+  if (NC > 1) _tile_stored(1, out + 16 * ldo, ldo * 4);
+  if (NC > 2) _tile_stored(2, out + 32 * ldo, ldo * 4);
+  if (NC > 3) _tile_stored(3, out + 48 * ldo, ldo * 4);
 }
 
 __attribute__((target("amx-tile,amx-bf16"))) void tile_reads(const uint16_t* a, int64_t k_blocks, int64_t kbn,
                                                               int64_t nb, const uint32_t* sq, int64_t ldq,
                                                               int64_t pbs, float* out, int64_t ldo) {
   TileConfig cfg;
-  for (int t = 0; t < 7; ++t) {
+  for (int t = 0; t < 8; ++t) {
     cfg.rows[t] = 16;
     cfg.colsb[t] = 64;
   }
   _tile_loadconfig(&cfg);
-  for (int64_t cb = 0; cb < nb; ++cb) {
+  for (int64_t cb = 0; cb < nb; cb += 4) {
     const uint16_t* ab = a + cb * k_blocks * kTile;
-    for (int64_t p0 = 0; p0 < pbs; p0 += 3) {
-      float* o = out + cb * 16 * ldo + p0 * 16;
-      const uint32_t* b = sq + p0 * 16;
-      switch (std::min<int64_t>(3, pbs - p0)) {
-        case 1: tile_block<1>(ab, kbn, b, ldq, o, ldo); break;
-        case 2: tile_block<2>(ab, kbn, b, ldq, o, ldo); break;
-        default: tile_block<3>(ab, kbn, b, ldq, o, ldo); break;
+    for (int64_t pb = 0; pb < pbs; ++pb) {
+      float* o = out + cb * 16 * ldo + pb * 16;
+      const uint32_t* b = sq + pb * 16;
+      switch (std::min<int64_t>(4, nb - cb)) {
+        case 1: tile_block<1>(ab, k_blocks, kbn, b, ldq, o, ldo); break;
+        case 2: tile_block<2>(ab, k_blocks, kbn, b, ldq, o, ldo); break;
+        case 3: tile_block<3>(ab, k_blocks, kbn, b, ldq, o, ldo); break;
+        default: tile_block<4>(ab, k_blocks, kbn, b, ldq, o, ldo); break;
       }
     }
   }
