@@ -4,6 +4,11 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
+#include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "conv_tiles.h"
 #include "counter_normal.h"
@@ -14,6 +19,7 @@
 #include "scratch.h"
 #include "simd_dispatch.h"
 #include "small_gemm.h"
+#include "variance_conv.h"
 #include "variance_gemm.h"
 
 namespace memcc {
@@ -166,6 +172,130 @@ void add_strided_terms(float* y, const float* var, const float* z, int64_t ldz, 
   for (int64_t i = 0; i < n; ++i) {
     const float v = var[i] > 0.0f ? var[i] : 0.0f;
     y[i] += std::sqrt(v) * z[i * ldz];
+  }
+}
+
+// y[i] += sqrt(max(var[i], 0)) z[i] for i < n.
+MEMCC_SIMD_CLONES
+void add_terms(float* y, const float* var, const float* z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = var[i] > 0.0f ? var[i] : 0.0f;
+    y[i] += std::sqrt(v) * z[i];
+  }
+}
+
+// zt[j * 16 + i] = z[i * ld + j] for i < 16, j < n: the normals of 16 positions (drawn along the
+// columns) turned so each column's 16 terms are contiguous, as Y and the variances are.
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx512f"))) void transpose16_avx512(const float* z, int64_t ld, int64_t n, float* zt) {
+  // Four rounds that swap the off-diagonal k x k blocks of every 2k x 2k block (k = 8, 4, 2, 1).
+  alignas(64) int32_t lo[4][16], hi[4][16];
+  for (int s = 0; s < 4; ++s) {
+    const int k = 8 >> s;
+    for (int c = 0; c < 16; ++c) {
+      lo[s][c] = (c & k) == 0 ? c : 16 + c - k;
+      hi[s][c] = (c & k) == 0 ? c + k : 16 + c;
+    }
+  }
+  int64_t j0 = 0;
+  for (; j0 + 16 <= n; j0 += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(z + i * ld + j0);
+    for (int s = 0; s < 4; ++s) {
+      const int k = 8 >> s;
+      const __m512i il = _mm512_load_si512(lo[s]), ih = _mm512_load_si512(hi[s]);
+      for (int i = 0; i < 16; ++i) {
+        if (i & k) continue;
+        const __m512 a = r[i], b = r[i + k];
+        r[i] = _mm512_permutex2var_ps(a, il, b);
+        r[i + k] = _mm512_permutex2var_ps(a, ih, b);
+      }
+    }
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(zt + (j0 + i) * 16, r[i]);
+  }
+  for (; j0 < n; ++j0) {
+    for (int64_t i = 0; i < 16; ++i) zt[j0 * 16 + i] = z[i * ld + j0];
+  }
+}
+#endif
+
+void transpose16(const float* z, int64_t ld, int64_t n, float* zt) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) {
+    transpose16_avx512(z, ld, n, zt);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < 16; ++i) zt[j * 16 + i] = z[i * ld + j];
+  }
+}
+
+// sq[k * ld + i] = v[k * ld + i]^2 for k < rows, i < m.
+MEMCC_SIMD_CLONES
+void square_rows(const float* v, int64_t ld, int64_t rows, int64_t m, float* sq) {
+  for (int64_t k = 0; k < rows; ++k) {
+    const float* a = v + k * ld;
+    float* o = sq + k * ld;
+    for (int64_t i = 0; i < m; ++i) o[i] = a[i] * a[i];
+  }
+}
+
+// y[j * ld + i] += sqrt(max(var[j * ld + i], 0)) zt[j * 16 + i] for j < n, i < nq <= 16: one
+// masked vector per column (a call per column of 16 terms cost more than the terms).
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target("avx512f"))) void add_block_terms_avx512(float* y, int64_t ld, const float* var, int64_t ldv,
+                                                               const float* zt, int64_t n, int64_t nq, float f) {
+  const __mmask16 k = static_cast<__mmask16>(nq >= 16 ? 0xFFFFu : (1u << nq) - 1u);
+  const __m512 zero = _mm512_setzero_ps(), vf = _mm512_set1_ps(f);
+  for (int64_t j = 0; j < n; ++j) {
+    const __m512 v = _mm512_maskz_loadu_ps(k, var + j * ldv);
+    // max(v, 0) with a NaN variance giving 0, as add_terms' comparison does.
+    const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+    __m512 root = _mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), pos);
+    if (f != 1.0f) root = _mm512_mul_ps(root, vf);
+    const __m512 t = _mm512_mul_ps(root, _mm512_loadu_ps(zt + j * 16));
+    _mm512_mask_storeu_ps(y + j * ld, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, y + j * ld), t));
+  }
+}
+#endif
+
+// f: a power of two, sqrt of the factor that unscales var (1: var is the variance itself).
+void add_block_terms(float* y, int64_t ld, const float* var, int64_t ldv, const float* zt, int64_t n, int64_t nq,
+                     float f = 1.0f) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) {
+    add_block_terms_avx512(y, ld, var, ldv, zt, n, nq, f);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < n; ++j) {
+    if (f == 1.0f) {
+      add_terms(y + j * ld, var + j * ldv, zt + j * 16, nq);
+    } else {
+      for (int64_t i = 0; i < nq; ++i) {
+        const float v = var[j * ldv + i] > 0.0f ? var[j * ldv + i] : 0.0f;
+        y[j * ld + i] += std::sqrt(v) * f * zt[j * 16 + i];
+      }
+    }
+  }
+}
+
+// The read-noise terms of one tile read in [column, position] order (reads[j * m + i],
+// var[j * ldv + i] times f^2): normal(key; c, q0 + i, r, j0 + j), drawn along the columns 16
+// positions at a time and turned, so that each column's terms are added to its contiguous run of
+// positions. z and zt hold 16 * nc floats each.
+void add_column_noise(const ReadNoise& noise, int64_t q0, int64_t r, int64_t j0, int64_t nc, int64_t m,
+                      const float* var, int64_t ldv, float f, float* reads, float* z, float* zt) {
+  for (int64_t i0 = 0; i0 < m; i0 += 16) {
+    const int64_t nq = std::min<int64_t>(16, m - i0);
+    for (int64_t i = 0; i < nq; ++i) {
+      counter_normals(noise.key, static_cast<uint32_t>(noise.execution), static_cast<uint32_t>(q0 + i0 + i),
+                      static_cast<uint32_t>(r), static_cast<uint32_t>(j0), nc, z + i * nc);
+    }
+    if (nq < 16) std::fill(z + nq * nc, z + 16 * nc, 0.0f);
+    transpose16(z, nc, nc, zt);
+    add_block_terms(reads + i0, m, var + i0, ldv, zt, nc, nq, f);
   }
 }
 
@@ -423,9 +553,8 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
   const InputEncoding enc = encoding_of(a);
   const AdcTiling tiling = tiling_of(a, Kg);
   const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
-  if (tiles && (noise || !adc || tiles->K != Kg || tiles->groups != G || tiles->Ng != Ng || tiles->tc != tc)) {
-    tiles = nullptr;
-  }
+  auto fits = [&](const ConvTilePack* t) { return t && t->K == Kg && t->groups == G && t->Ng == Ng && t->tc == tc; };
+  if (!adc || !fits(tiles) || (noise && !fits(noise->conv_tiles))) tiles = nullptr;
 
   run_tasks(runner, B * blocks, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / blocks;
@@ -473,12 +602,38 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         float* reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(2 * tc * kReadPositions));
         float* sums = reads + tc * kReadPositions;
         float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * kReadPositions + tc));
+        // Read noise: the sub-block's squared voltages, each read's variances ([column,
+        // position], like the currents) and its normals (drawn per position, then turned).
+        float* sq = nullptr;
+        float* var = nullptr;
+        float* z = nullptr;
+        float* zt = nullptr;
+        // On the tile unit (AMX-BF16) the squares are bfloat16 row pairs, and a read's variances
+        // come out in whole 16 x 16 tiles (rows and positions rounded up to 16).
+        const TileVariancePack* tv = noise ? noise->tile_variance : nullptr;
+        if (tv && (tv->K != Kg || tv->groups != G || tv->Ng != Ng || tv->tc != tc ||
+                   (tiling.tile_rows % 32 != 0 && tiling.tile_rows < Kg))) {
+          tv = nullptr;
+        }
+        thread_local std::vector<uint32_t> sq_bf16;
+        const int64_t ldq = ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad;
+        if (noise) {
+          sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(col_floats));
+          const int64_t tc16 = ceil_div(tc, 16) * 16;
+          var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(tc16 * kReadPositions + 2 * 16 * tc));
+          z = var + tc16 * kReadPositions;
+          zt = z + 16 * tc;
+          if (tv) sq_bf16.resize(static_cast<size_t>(ceil_div(Kg, 32) * 16 * ldq));
+        }
         for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
           const int64_t ms = std::min(kSubPositions, cnt - s0);
           const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
           im2col_columns(xg, p.patch, p0 + s0, ms, col, ld);
           encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Voltages, scale + s0, vec + cnt, scale_given);
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
+          float root = 1.0f;
+          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
+          if (noise && !on_tiles) square_rows(col, ld, Kg, ms, sq);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);
             for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
@@ -490,6 +645,17 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
               for (int64_t r0 = 0; r0 < Kg; r0 += tiling.tile_rows) {
                 const int64_t kr = std::min(tiling.tile_rows, Kg - r0);
                 conv_tile_read(*tiles, h, c0, r0, kr, col + r0 * ld + i0, ld, mi, reads, mi, false);
+                if (noise) {
+                  const int64_t q0 = (b * G + h) * P + p0 + s0 + i0, r = r0 / tiling.tile_rows;
+                  const int64_t ldv = ceil_div(mi, 16) * 16;
+                  if (on_tiles && tile_variance_read(*tv, h, c0, r0, kr, sq_bf16.data() + i0, ldq, mi, var, ldv)) {
+                    add_column_noise(*noise, q0, r, h * Ng + c0, nc, mi, var, ldv, root, reads, z, zt);
+                  } else {
+                    if (on_tiles) square_rows(col + r0 * ld, ld, kr, ms, sq + r0 * ld);  // not expected
+                    conv_tile_read(*noise->conv_tiles, h, c0, r0, kr, sq + r0 * ld + i0, ld, mi, var, mi, false);
+                    add_column_noise(*noise, q0, r, h * Ng + c0, nc, mi, var, mi, 1.0f, reads, z, zt);
+                  }
+                }
                 adc_accumulate_columns(reads, nc, mi, mi, tiling.bits, tiling.overflow_rate, sums, mi, adc_scratch);
               }
               for (int64_t j = 0; j < nc; ++j) {
@@ -593,7 +759,8 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
   constexpr int64_t kBlock = 16;
   run_tasks(runner, B * G, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / G, h = static_cast<int64_t>(t) % G;
-    float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(kBlock * Ng));
+    float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(2 * kBlock * Ng));
+    float* zt = z + kBlock * Ng;
     const int64_t base = (b * N + h * Ng) * P;
     for (int64_t q0 = 0; q0 < P; q0 += kBlock) {
       const int64_t nq = std::min(kBlock, P - q0);
@@ -602,10 +769,10 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
                         static_cast<uint32_t>((b * G + h) * P + q0 + i), 0u, static_cast<uint32_t>(h * Ng), Ng,
                         z + i * Ng);
       }
-      for (int64_t j = 0; j < Ng; ++j) {
-        const int64_t at = base + j * P + q0;
-        add_strided_terms(y + at, var + at, z + j, Ng, nq);
-      }
+      // (Rows past nq are left over from before: their terms are not added.)
+      if (nq < kBlock) std::fill(z + nq * Ng, z + kBlock * Ng, 0.0f);
+      transpose16(z, Ng, Ng, zt);
+      add_block_terms(y + base + q0, P, var + base + q0, P, zt, Ng, nq);
     }
   });
 }

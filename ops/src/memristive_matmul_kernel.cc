@@ -18,6 +18,7 @@
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
 #include "small_gemm.h"
+#include "layer_compute.h"
 
 namespace memcc {
 namespace {
@@ -221,10 +222,11 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
   const bool wants_small =
       !attrs_.conv && (engine == Engine::NativeIdeal || (engine == Engine::Blas && attrs_.reads_tiles()) ||
                        (engine == Engine::Blas && plan.rows <= kSmallGemmMaxRows));
-  // D in column blocks for the conv ADC path's tile reads (no read noise), where the AVX-512
-  // kernel runs them (elsewhere OpenBLAS, which packs per call, still beats plain C++).
+  // D (and with read noise the variance matrix) in column blocks for the conv ADC path's tile
+  // reads, where the AVX-512 kernel runs them (elsewhere OpenBLAS, which packs per call, still
+  // beats plain C++).
   const int64_t tile_cols = attrs_.tile_cols > 0 ? std::min(attrs_.tile_cols, plan.group_cols) : plan.group_cols;
-  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() && !attrs_.read_noise() &&
+  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() &&
                            small_gemm_best_isa() == GemmIsa::Avx512;
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
@@ -272,10 +274,17 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
           p->nchwc_variance.resize(nchwc_filter_floats(nchwc, K / plan.patch.channels));
           pack_nchwc_filter(nchwc, p->variance_weights.data(), K / plan.patch.channels, p->nchwc_variance.data());
         }
+        p->variance_conv = pack_variance_conv(p->variance.data(), K, N, plan.group, plan.patch.channels);
       }
     }
     if (wants_small) p->small = pack_small_gemm(p->matrix.data(), K, N);
-    if (wants_tiles) p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
+    if (wants_tiles) {
+      p->conv_tiles = pack_conv_tiles(p->matrix.data(), K, plan.group, plan.group_cols, tile_cols);
+      if (!p->variance.empty()) {
+        p->variance_tiles = pack_conv_tiles(p->variance.data(), K, plan.group, plan.group_cols, tile_cols);
+        p->tile_variance = pack_tile_variance(p->variance.data(), K, plan.group, plan.group_cols, tile_cols);
+      }
+    }
     if (engine == Engine::NativeBatched) {
       // The batched engine reads currents: D itself, the step-8 factor comes after.
       std::vector<float> D(static_cast<size_t>(K * N));
@@ -291,7 +300,8 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     if (drifts && p.time != time) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (wants_small && p.small.empty()) return false;
-    if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols)) {
+    if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols ||
+                        (!p.variance.empty() && p.variance_tiles.empty()))) {
       return false;
     }
     if (engine == Engine::NativeIdeal && p.nchwc != nchwc) return false;
@@ -352,6 +362,10 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
         if (!noisy) return true;
         float* sq = next;
         float* var = sq + x_count;
+        if (variance_conv(packed.variance_conv, plan, x_data, var, OrtTaskRunner(api_, context))) {
+          add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
+          return false;
+        }
         square_elements(x_data, x_count, sq);
         if (nchwc_->run(context, packed.nchwc, packed.nchwc_variance.data(), sq, xv.shape, nullptr, pads,
                         plan.y_shape, var)) {
@@ -414,8 +428,12 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
   // Read noise: the variance of every output is the product of e(x)^2 with the variance matrix.
   float* sq = next;
   float* var = sq + x_count;
-  square_elements(x_data, x_count, sq);
-  product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
+  // The variance conv on the tile unit (bfloat16 factors, within the spec's bound) where it
+  // serves, else the float32 Conv of e(X)^2.
+  if (!variance_conv(packed.variance_conv, plan, x_data, var, OrtTaskRunner(api_, context))) {
+    square_elements(x_data, x_count, sq);
+    product(sq, packed.variance.data(), packed.variance_weights.data(), nullptr, var);
+  }
   add_noise_terms(attrs_, plan, *noise, var, y, OrtTaskRunner(api_, context));
   return false;
 }
@@ -444,6 +462,8 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   ReadNoise noise;
   noise.variance = packed->variance.empty() ? nullptr : packed->variance.data();
   noise.packed = packed->variance_packed.empty() ? nullptr : &packed->variance_packed;
+  noise.conv_tiles = packed->variance_tiles.empty() ? nullptr : &packed->variance_tiles;
+  noise.tile_variance = packed->tile_variance.empty() ? nullptr : &packed->tile_variance;
   noise.key = static_cast<uint64_t>(attrs_.noise_seed);
   noise.execution = execution;
   float* y = static_cast<float*>(y_data);

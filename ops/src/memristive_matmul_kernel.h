@@ -17,6 +17,7 @@
 #include "conv_tiles.h"
 #include "layer_plan.h"
 #include "variance_gemm.h"
+#include "variance_conv.h"
 #include "nchwc_conv.h"
 #include "op_attributes.h"
 #include "ort_access.h"
@@ -66,8 +67,11 @@ class MemristiveMatMulKernel {
     std::vector<float> nchwc_filter;  // `weights` packed for it (nchwc_layout.h), from float
     size_t nchwc_filter_at = 0;       // nchwc_filter_at on: 64-byte aligned
     std::vector<float> nchwc_variance;  // `variance_weights` packed for it (read noise)
+    VarianceConvPack variance_conv;     // `variance` for variance_conv (AMX-BF16 CPUs only)
     SmallGemmPack small;         // `matrix` in column panels: ideal matmul with few rows
     ConvTilePack conv_tiles;     // `matrix` (D) in column blocks: conv ADC tile reads
+    ConvTilePack variance_tiles;  // `variance` the same way: their read-noise variances
+    TileVariancePack tile_variance;  // `variance` for those reads on AMX-BF16 (else empty)
   };
 
   void create_native_ops(const OrtKernelInfo* info);

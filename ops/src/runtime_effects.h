@@ -36,11 +36,18 @@ void noise_variance(const float* G, int64_t S, int64_t K, int64_t N, float sigma
 // What run_layer needs for read noise: the variance matrix (as noise_variance writes it, [K, N])
 // and the stream: key noise_seed, c = the node's execution count.
 struct VariancePack;
+struct ConvTilePack;
+struct TileVariancePack;
 struct ReadNoise {
   const float* variance = nullptr;
   // The same matrix packed for variance_gemm (AMX-BF16), when the CPU has it: the variance
   // products then run there (within the bound docs/op-spec.md states), else in float32.
   const VariancePack* packed = nullptr;
+  // The matrix packed by pack_conv_tiles like D (conv ADC path): each read's variance is then a
+  // tile read of the squared voltages on the same kernel.
+  const ConvTilePack* conv_tiles = nullptr;
+  // The same for the tile unit (AMX-BF16 CPUs): those variances then run there, in bfloat16.
+  const TileVariancePack* tile_variance = nullptr;
   uint64_t key = 0;
   uint64_t execution = 0;
 };

@@ -7,7 +7,9 @@
 #include <random>
 #include <vector>
 
+#include "conv_tiles.h"
 #include "counter_normal.h"
+#include "small_gemm.h"
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "layer_compute.h"
@@ -17,6 +19,7 @@
 #include "philox.h"
 #include "runtime_effects.h"
 #include "test_harness.h"
+#include "variance_conv.h"
 #include "variance_gemm.h"
 
 using namespace memcc;
@@ -364,6 +367,132 @@ TEST(effects_packed_variance_within_bound) {
       worst = std::max(worst, err / (std::fabs(term) + 1e-30));
     }
     // The bf16 path did run: its rounding shows.
+    CHECK(worst > std::ldexp(1.0, -16));
+  }
+}
+
+TEST(effects_conv_tile_noise_matches_naive) {
+  // The conv ADC path with read noise on the packed tile reads (D and the variance matrix packed
+  // by pack_conv_tiles, as the kernel does on AVX-512 CPUs; the plain kernel elsewhere): against
+  // the naive spec, and against the OpenBLAS path (same normals: only float32 sums and the odd
+  // ADC level may differ). Groups, strides, dilations, row tiles that split K unevenly, column
+  // tiles that leave a narrow last one, positions off the 16-vector grid and past one sub-block.
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  for (int trial = 0; trial < 40; ++trial) {
+    memcc_test::MapAttributes m;
+    const int64_t group = pick(1, 3), cg = pick(1, 12), ng = pick(1, 21), k = pick(1, 3), stride = pick(1, 2);
+    m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.1f)
+        .set("noise_seed", int64_t{pick(0, 100)}).set("adc_bits", int64_t{pick(6, 12)})
+        .set("dac_bits", int64_t{8}).set("tile_shape", V{pick(0, 2) ? pick(5, 40) : 0, pick(0, 2) ? pick(1, 9) : 0})
+        .set("kernel_shape", V{k, k}).set("pads", V{1, 0, 1, 1}).set("group", group)
+        .set("strides", V{stride, 1}).set("dilations", V{1, pick(1, 2)});
+    if (trial % 3 == 0) m.set("iv_a", 0.32f).set("iv_b", 2.7f);
+    const V x_shape = {pick(1, 2), group * cg, pick(k + 1, trial % 5 == 0 ? 40 : 9), pick(2 * k, trial % 5 == 0 ? 30 : 11)};
+    const V g_shape = {2, cg * k * k, group * ng};
+    const OpAttributes a = parse_attributes(m);
+    const LayerPlan p = plan_layer(a, x_shape, g_shape, nullptr);
+    std::vector<float> X(static_cast<size_t>(x_shape[0] * x_shape[1] * x_shape[2] * x_shape[3]));
+    std::vector<float> G(static_cast<size_t>(g_shape[0] * g_shape[1] * g_shape[2]));
+    for (auto& v : X) v = nd(rng);
+    for (auto& g : G) g = cond(rng);
+    const Packed packed = pack(a, p, G, a.drift_t0);
+    const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, p.group_cols) : p.group_cols;
+    const ConvTilePack tiles = pack_conv_tiles(packed.matrix.data(), p.K, p.group, p.group_cols, tc);
+    const ConvTilePack vtiles = pack_conv_tiles(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    int64_t total = 1;
+    for (int64_t d : p.y_shape) total *= d;
+    ReadNoise noise;
+    noise.variance = packed.variance.data();
+    noise.key = static_cast<uint64_t>(a.noise_seed);
+    noise.execution = 2;
+    std::vector<float> fast(static_cast<size_t>(total), NAN);
+    ReadNoise tiled = noise;
+    tiled.conv_tiles = &vtiles;
+    run_layer(a, p, packed.matrix.data(), X.data(), nullptr, fast.data(), SerialRunner(static_cast<int>(pick(1, 3))),
+              &tiled, nullptr, &tiles);
+    const auto blas = run(a, p, packed, X, nullptr, 2);
+    const auto want = memcc_test::naive_layer(a, p, X, G, nullptr, 2, -1.0);
+    double scale = 1e-30;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    int64_t off_naive = 0, off_blas = 0;
+    for (size_t i = 0; i < fast.size(); ++i) {
+      if (!(std::fabs(double(fast[i]) - want[i]) <= 2e-5 * scale)) ++off_naive;
+      if (!(std::fabs(double(fast[i]) - blas[i]) <= 2e-5 * scale)) ++off_blas;
+    }
+    const int64_t allowed = std::max<int64_t>(1, static_cast<int64_t>(fast.size()) / 50);
+    if (off_naive > allowed || off_blas > allowed) {
+      memcc_test::fail(__FILE__, __LINE__,
+                       "trial " + std::to_string(trial) + ": " + std::to_string(off_naive) + " (naive), " +
+                           std::to_string(off_blas) + " (OpenBLAS path) of " + std::to_string(fast.size()) +
+                           " outputs differ");
+    }
+    // The noise is there: without it the outputs move.
+    OpAttributes quiet = a;
+    quiet.read_noise_std = 0.0f;
+    const auto y0 = run(quiet, p, pack(quiet, p, G, a.drift_t0), X, nullptr, 2);
+    int64_t moved = 0;
+    for (size_t i = 0; i < fast.size(); ++i) moved += fast[i] != y0[i];
+    CHECK(moved > 0);
+  }
+}
+
+TEST(effects_conv_tile_noise_bf16_within_bound) {
+  // The same path with the reads' variances on the tile unit (AMX-BF16), against its float32
+  // variances: each noise term within docs/op-spec.md's bound for a bfloat16 variance (2^-8 of
+  // the term plus float32 sums). A 24-bit ADC (a level more) and one row tile per output (the
+  // bound holds per read); several column tiles, groups, a stride.
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> cond(1e-6f, 1e-4f);
+  for (const V& tile : {V{0, 16}, V{0, 0}, V{0, 40}}) {
+    memcc_test::MapAttributes m;
+    m.set("weight_scale", 5e3f).set("max_input_voltage", 0.3f).set("read_noise_std", 0.2f)
+        .set("noise_seed", int64_t{4}).set("adc_bits", int64_t{24}).set("dac_bits", int64_t{8})
+        .set("tile_shape", tile).set("kernel_shape", V{3, 3}).set("pads", V{1, 1, 1, 1}).set("group", 2)
+        .set("strides", V{1, 2}).set("iv_a", 0.32f).set("iv_b", 2.7f);
+    const V x_shape = {2, 2 * 11, 9, 21}, g_shape = {2, 11 * 9, 2 * 45};
+    const OpAttributes a = parse_attributes(m);
+    const LayerPlan p = plan_layer(a, x_shape, g_shape, nullptr);
+    std::vector<float> X(static_cast<size_t>(2 * 22 * 9 * 21)), G(static_cast<size_t>(2 * 99 * 90));
+    for (auto& v : X) v = nd(rng);
+    for (auto& g : G) g = cond(rng);
+    const Packed packed = pack(a, p, G, a.drift_t0);
+    const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, p.group_cols) : p.group_cols;
+    const ConvTilePack tiles = pack_conv_tiles(packed.matrix.data(), p.K, p.group, p.group_cols, tc);
+    const ConvTilePack vtiles = pack_conv_tiles(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    const TileVariancePack tv = pack_tile_variance(packed.variance.data(), p.K, p.group, p.group_cols, tc);
+    if (tv.empty()) {
+      std::printf("  (no AMX-BF16 on this CPU: nothing to compare)\n");
+      return;
+    }
+    int64_t total = 1;
+    for (int64_t d : p.y_shape) total *= d;
+    auto run_tiles = [&](const OpAttributes& at, const Packed& pk, const TileVariancePack* t) {
+      ReadNoise noise;
+      noise.variance = pk.variance.empty() ? nullptr : pk.variance.data();
+      noise.key = 4;
+      noise.execution = 1;
+      noise.conv_tiles = &vtiles;
+      noise.tile_variance = t;
+      std::vector<float> y(static_cast<size_t>(total), NAN);
+      run_layer(at, p, pk.matrix.data(), X.data(), nullptr, y.data(), SerialRunner(2), &noise, nullptr, &tiles);
+      return y;
+    };
+    OpAttributes quiet = a;
+    quiet.read_noise_std = 0.0f;
+    const auto y0 = run_tiles(quiet, pack(quiet, p, G, a.drift_t0), nullptr);
+    const auto exact = run_tiles(a, packed, nullptr);
+    const auto fast = run_tiles(a, packed, &tv);
+    double scale = 1e-30;
+    for (float v : exact) scale = std::max(scale, double(std::fabs(v)));
+    const double level = std::ldexp(scale, -17);
+    double worst = 0.0;
+    for (size_t i = 0; i < exact.size(); ++i) {
+      const double term = double(exact[i]) - y0[i];
+      const double err = std::fabs(double(fast[i]) - exact[i]);
+      CHECK(err <= (std::ldexp(1.0, -8) + std::ldexp(1.0, -12)) * std::fabs(term) + 1e-6 * scale + level);
+      worst = std::max(worst, err / (std::fabs(term) + 1e-30));
+    }
     CHECK(worst > std::ldexp(1.0, -16));
   }
 }
