@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "philox.h"
 
@@ -39,7 +40,7 @@ struct PhiloxPrefix {
 uint32_t hi32(uint64_t p) { return static_cast<uint32_t>(p >> 32); }
 uint32_t lo32(uint64_t p) { return static_cast<uint32_t>(p); }
 
-PhiloxPrefix philox_prefix(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2) {
+MEMCC_AVX512 inline PhiloxPrefix philox_prefix(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2) {
   PhiloxPrefix q{};
   uint32_t rk0[10], rk1[10];
   for (int r = 0; r < 10; ++r) {
@@ -205,9 +206,14 @@ MEMCC_AVX512 inline void cos_sin_two_pi(__m512i x, __m512* c, __m512* s) {
   *s = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(s_abs), qs, sign_bit, kXorAnd));
 }
 
-// The 64 normals of 16 Philox outputs (words as 16-lane vectors), in the spec's order:
-// out[4 i + l] is normal l of output i.
-MEMCC_AVX512 inline void box_muller16(__m512i x0, __m512i x1, __m512i x2, __m512i x3, float* out) {
+// 64 consecutive normals as four vectors.
+struct Normals64 {
+  __m512 z[4];
+};
+
+// The 64 normals of 16 Philox outputs (words as 16-lane vectors), in the spec's order: normal l
+// of output i is element 4 i + l.
+MEMCC_AVX512 inline Normals64 box_muller16(__m512i x0, __m512i x1, __m512i x2, __m512i x3) {
   const __m512 rho1 = sqrt_positive(minus_two_ln_unit(x0));
   const __m512 rho2 = sqrt_positive(minus_two_ln_unit(x2));
   __m512 c1, s1, c2, s2;
@@ -227,10 +233,31 @@ MEMCC_AVX512 inline void box_muller16(__m512i x0, __m512i x1, __m512i x2, __m512
   const __m512d b_hi = _mm512_castps_pd(_mm512_permutex2var_ps(c2, pair_hi, s2));
   const __m512i quad_lo = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
   const __m512i quad_hi = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
-  _mm512_storeu_pd(out, _mm512_permutex2var_pd(a_lo, quad_lo, b_lo));
-  _mm512_storeu_pd(out + 16, _mm512_permutex2var_pd(a_lo, quad_hi, b_lo));
-  _mm512_storeu_pd(out + 32, _mm512_permutex2var_pd(a_hi, quad_lo, b_hi));
-  _mm512_storeu_pd(out + 48, _mm512_permutex2var_pd(a_hi, quad_hi, b_hi));
+  Normals64 n;
+  n.z[0] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_lo, quad_lo, b_lo));
+  n.z[1] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_lo, quad_hi, b_lo));
+  n.z[2] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_hi, quad_lo, b_hi));
+  n.z[3] = _mm512_castpd_ps(_mm512_permutex2var_pd(a_hi, quad_hi, b_hi));
+  return n;
+}
+
+MEMCC_AVX512 inline void store64(const Normals64& n, float* out) {
+  for (int v = 0; v < 4; ++v) _mm512_storeu_ps(out + 16 * v, n.z[v]);
+}
+
+// Normals lead .. lead + count - 1 of the stream from counter (c0, c1, c2, g0) (see
+// normals_avx512), handed to sink(normals, first, n, whole): the 64 normals of one step, the
+// index (from lead) of the first one the range takes, how many it takes, and whether it takes
+// all 64 (else they start at element first + lead - 64 b of the step).
+template <class Sink>
+MEMCC_AVX512 inline void for_each_step(const PhiloxPrefix& q, uint32_t g0, int64_t lead, int64_t count, Sink&& sink) {
+  const int64_t end = lead + count;
+  for (int64_t b = lead / 64; 64 * b < end; ++b) {
+    const Words16 w = philox16(q, g0 + static_cast<uint32_t>(16 * b));
+    const int64_t first = 64 * b;
+    const int64_t from = std::max(first, lead), to = std::min(first + 64, end);
+    sink(box_muller16(w.x0, w.x1, w.x2, w.x3), from - first, from - lead, to - from);
+  }
 }
 
 }  // namespace
@@ -243,20 +270,46 @@ bool normals_avx512_available() {
 MEMCC_AVX512 void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0,
                                  int64_t lead, int64_t count, float* out) {
   if (count <= 0) return;
-  const PhiloxPrefix q = philox_prefix(k0, k1, c0, c1, c2);
-  const int64_t end = lead + count;
-  alignas(64) float edge[64];
-  // Step b covers normals 64 b .. 64 b + 63 (groups g0 + 16 b ..); whole steps go straight to out.
-  for (int64_t b = lead / 64; 64 * b < end; ++b) {
-    const Words16 w = philox16(q, g0 + static_cast<uint32_t>(16 * b));
-    const int64_t first = 64 * b;
-    const bool whole = first >= lead && first + 64 <= end;
-    float* dst = whole ? out + (first - lead) : edge;
-    box_muller16(w.x0, w.x1, w.x2, w.x3, dst);
-    if (!whole) {
-      const int64_t from = std::max(first, lead), to = std::min(first + 64, end);
-      std::copy(edge + (from - first), edge + (to - first), out + (from - lead));
-    }
+  for_each_step(philox_prefix(k0, k1, c0, c1, c2), g0, lead, count,
+                [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
+                  if (take == 64) {
+                    store64(n, out + at);
+                    return;
+                  }
+                  alignas(64) float edge[64];
+                  store64(n, edge);
+                  std::copy(edge + skip, edge + skip + take, out + at);
+                });
+}
+
+MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2,
+                                          uint32_t g0, int64_t lead, int64_t count, int64_t rows,
+                                          const float* variance, int64_t ldv, float* currents, int64_t ldc) {
+  if (count <= 0) return;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* var = variance + i * ldv;
+    float* cur = currents + i * ldc;
+    for_each_step(philox_prefix(k0, k1, c0, c1 + static_cast<uint32_t>(i), c2), g0, lead, count,
+                  [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
+                    if (take == 64) {
+                      for (int v = 0; v < 4; ++v) {
+                        // max(var, 0) with var first: a NaN variance counts as 0, as in the
+                        // portable loop.
+                        const __m512 sd =
+                            _mm512_maskz_sqrt_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, _mm512_loadu_ps(var + at + 16 * v), zero));
+                        float* y = cur + at + 16 * v;
+                        _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_mul_ps(sd, n.z[v])));
+                      }
+                      return;
+                    }
+                    alignas(64) float edge[64];
+                    store64(n, edge);
+                    for (int64_t j = 0; j < take; ++j) {
+                      const float v = var[at + j] > 0.0f ? var[at + j] : 0.0f;
+                      cur[at + j] += std::sqrt(v) * edge[skip + j];
+                    }
+                  });
   }
 }
 
@@ -268,8 +321,9 @@ MEMCC_AVX512 void box_muller_avx512(const uint32_t* x, int64_t n, float* out) {
     for (int64_t i = 0; i < 16; ++i) {
       for (int l = 0; l < 4; ++l) words[l][i] = i < m ? x[4 * (i0 + i) + l] : 0u;
     }
-    box_muller16(_mm512_load_si512(words[0]), _mm512_load_si512(words[1]), _mm512_load_si512(words[2]),
-                 _mm512_load_si512(words[3]), z);
+    store64(box_muller16(_mm512_load_si512(words[0]), _mm512_load_si512(words[1]), _mm512_load_si512(words[2]),
+                         _mm512_load_si512(words[3])),
+            z);
     std::copy(z, z + 4 * m, out + 4 * i0);
   }
 }

@@ -11,6 +11,7 @@
 #include "counter_normal.h"
 #include "normals_avx512.h"
 #include "philox.h"
+#include "runtime_effects.h"
 #include "test_harness.h"
 
 using namespace memcc;
@@ -135,6 +136,41 @@ TEST(effects_normals_paths_agree_on_ranges) {
           CHECK_NEAR(z[i], want, 2e-6 * std::max(1.0, std::fabs(want)));
         }
         CHECK_EQ(z[n], 123.0f);  // nothing written past the end
+      }
+    }
+  }
+}
+
+TEST(effects_read_noise_terms_match_definition) {
+  // Several reads at once with strided variances and currents, column starts at every lane of a
+  // Philox group, widths around the 64-normal steps; zero, negative and NaN variances add nothing.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.0f, 2.0f);
+  for (int64_t j0 : {0, 1, 3, 128, 130}) {
+    for (int64_t nc : {1, 5, 63, 64, 100, 128, 129}) {
+      const int64_t m = 5, ldc = nc + 7, ldv = nc + 3;
+      std::vector<float> cur(static_cast<size_t>(m * ldc)), var(static_cast<size_t>(m * ldv));
+      for (auto& c : cur) c = u(rng) - 1.0f;
+      for (auto& v : var) v = u(rng);
+      var[0] = 0.0f;
+      var[static_cast<size_t>(ldv + nc / 2)] = -1.0f;
+      var[static_cast<size_t>(2 * ldv + nc - 1)] = NAN;
+      const std::vector<float> before = cur;
+      std::vector<float> z(static_cast<size_t>(nc));
+      add_read_noise_strided(cur.data(), ldc, var.data(), ldv, m, nc, 77u, 4u, 9, 2, j0, z.data());
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < ldc; ++j) {
+          const size_t at = static_cast<size_t>(i * ldc + j);
+          if (j >= nc) {
+            CHECK_EQ(cur[at], before[at]);  // nothing past the row's columns
+            continue;
+          }
+          const float v = var[static_cast<size_t>(i * ldv + j)];
+          const double sd = v > 0.0f ? std::sqrt(double(v)) : 0.0;
+          const double want = before[at] + sd * philox::normal(77u, 4u, static_cast<uint32_t>(9 + i), 2u,
+                                                               static_cast<uint32_t>(j0 + j));
+          CHECK_NEAR(cur[at], want, 4e-6 * std::max(1.0, std::fabs(want)));
+        }
       }
     }
   }
