@@ -4,12 +4,10 @@
 #include <cstring>
 
 #include "float_bits.h"
+#include "normals_avx512.h"
 #include "philox.h"
 #include "simd_dispatch.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace memcc {
 namespace {
@@ -74,12 +72,12 @@ inline void cos_sin_two_pi(uint32_t x, float* c, float* s) {
 }  // namespace
 
 // Philox of a block of counters (c0, c1, c2, g0 + i), as separate word arrays so that the
-// rounds run as plain vector integer code (16 lanes with AVX-512, 8 with AVX2, picked at load).
-// Each counter yields four normals, so a block covers 4 * kBlock values of the last counter word.
+// rounds run as plain vector integer code (8 lanes with AVX2, picked at load; CPUs with AVX-512F
+// take normals_avx512 instead). Each counter yields four normals, so a block covers 4 * kBlock
+// values of the last counter word.
 constexpr int kBlock = 64;
-static_assert(kBlock % 16 == 0, "the AVX-512 Philox block writes whole vectors");
 
-MEMCC_SIMD_CLONES_WIDE
+MEMCC_SIMD_CLONES
 static void philox_block(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0, int n,
                          uint32_t* out0, uint32_t* out1, uint32_t* out2, uint32_t* out3) {
   uint32_t rk0[10], rk1[10];
@@ -113,62 +111,8 @@ static void philox_block(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uin
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define MEMCC_PHILOX_AVX512 1
-// Full-mask (maskz) forms: GCC 12's unmasked ones pass an "undefined" vector that
-// -Wmaybe-uninitialized reports.
-__attribute__((target("avx512f"))) inline __m512i mul_even(__m512i a, __m512i b) {
-  return _mm512_maskz_mul_epu32(0xFF, a, b);
-}
-__attribute__((target("avx512f"))) inline __m512i shr32(__m512i a) { return _mm512_maskz_srli_epi64(0xFF, a, 32); }
-__attribute__((target("avx512f"))) inline __m512i shl32(__m512i a) { return _mm512_maskz_slli_epi64(0xFF, a, 32); }
-
-// The same block with AVX-512 intrinsics: the compiler's version of the 32 x 32 -> 64-bit
-// products widens every lane; here the even and odd lanes are multiplied in place (vpmuludq) and
-// their halves blended back, 16 counters per vector.
-__attribute__((target("avx512f"))) static void philox_block_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
-                                                                   uint32_t c1, uint32_t c2, uint32_t g0, int n,
-                                                                   uint32_t* out0, uint32_t* out1,
-                                                                   uint32_t* out2, uint32_t* out3) {
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(philox::kMul0));
-  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(philox::kMul1));
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i wrap = _mm512_set1_epi32(0x3FFFFFFF);
-  constexpr __mmask16 kOdd = 0xAAAA;
-  for (int i = 0; i < n; i += 16) {
-    __m512i w0 = _mm512_set1_epi32(static_cast<int>(c0)), w1 = _mm512_set1_epi32(static_cast<int>(c1));
-    __m512i w2 = _mm512_set1_epi32(static_cast<int>(c2));
-    __m512i w3 = _mm512_and_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(g0 + static_cast<uint32_t>(i))), lane), wrap);
-    uint32_t r0 = k0, r1 = k1;
-    for (int round = 0; round < 10; ++round) {
-      const __m512i e0 = mul_even(w0, m0), o0 = mul_even(shr32(w0), m0);
-      const __m512i e1 = mul_even(w2, m1), o1 = mul_even(shr32(w2), m1);
-      const __m512i hi0 = _mm512_mask_blend_epi32(kOdd, shr32(e0), o0);
-      const __m512i lo0 = _mm512_mask_blend_epi32(kOdd, e0, shl32(o0));
-      const __m512i hi1 = _mm512_mask_blend_epi32(kOdd, shr32(e1), o1);
-      const __m512i lo1 = _mm512_mask_blend_epi32(kOdd, e1, shl32(o1));
-      w0 = _mm512_xor_si512(_mm512_xor_si512(hi1, w1), _mm512_set1_epi32(static_cast<int>(r0)));
-      w2 = _mm512_xor_si512(_mm512_xor_si512(hi0, w3), _mm512_set1_epi32(static_cast<int>(r1)));
-      w1 = lo1;
-      w3 = lo0;
-      r0 += philox::kWeyl0;
-      r1 += philox::kWeyl1;
-    }
-    _mm512_storeu_si512(out0 + i, w0);
-    _mm512_storeu_si512(out1 + i, w1);
-    _mm512_storeu_si512(out2 + i, w2);
-    _mm512_storeu_si512(out3 + i, w3);
-  }
-}
-
-static bool philox_has_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok;
-}
-#endif
-
 // The four normals of each counter, in the spec's order: rho1 cos, rho1 sin, rho2 cos, rho2 sin.
-MEMCC_SIMD_CLONES_WIDE
+MEMCC_SIMD_CLONES
 static void box_muller_block(const uint32_t* x0, const uint32_t* x1, const uint32_t* x2, const uint32_t* x3,
                              int n, float* c1, float* s1, float* c2, float* s2) {
   for (int i = 0; i < n; ++i) {
@@ -184,8 +128,8 @@ static void box_muller_block(const uint32_t* x0, const uint32_t* x1, const uint3
   }
 }
 
-void counter_normals(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, int64_t count,
-                     float* out) {
+void counter_normals_portable(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, int64_t count,
+                              float* out) {
   if (count <= 0) return;
   const uint32_t k0 = philox::key_lo(key), k1 = philox::key_hi(key);
   uint32_t x0[kBlock], x1[kBlock], x2[kBlock], x3[kBlock];
@@ -197,15 +141,7 @@ void counter_normals(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32
   for (int64_t g = 0; g < groups; g += kBlock) {
     const int n = static_cast<int>(std::min<int64_t>(kBlock, groups - g));
     const uint32_t g0 = (c3 >> 2) + static_cast<uint32_t>(g);
-#ifdef MEMCC_PHILOX_AVX512
-    if (philox_has_avx512()) {
-      philox_block_avx512(k0, k1, c0, c1, c2, g0, n, x0, x1, x2, x3);  // whole vectors: kBlock is a multiple of 16
-    } else {
-      philox_block(k0, k1, c0, c1, c2, g0, n, x0, x1, x2, x3);
-    }
-#else
     philox_block(k0, k1, c0, c1, c2, g0, n, x0, x1, x2, x3);
-#endif
     box_muller_block(x0, x1, x2, x3, n, z[0], z[1], z[2], z[3]);
     if (lead == 0 && done + 4 * n <= count) {
       // Whole groups: a plain interleave.
@@ -219,6 +155,24 @@ void counter_normals(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32
       for (int l = (g == 0 && i == 0) ? lead : 0; l < 4 && done < count; ++l) out[done++] = z[l][i];
     }
   }
+}
+
+void box_muller_portable(const uint32_t* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t* w = x + 4 * i;
+    box_muller_block(w, w + 1, w + 2, w + 3, 1, out + 4 * i, out + 4 * i + 1, out + 4 * i + 2, out + 4 * i + 3);
+  }
+}
+
+void counter_normals(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, int64_t count,
+                     float* out) {
+#ifdef MEMCC_NORMALS_AVX512
+  if (normals_avx512_available()) {
+    normals_avx512(philox::key_lo(key), philox::key_hi(key), c0, c1, c2, c3 >> 2, c3 & 3u, count, out);
+    return;
+  }
+#endif
+  counter_normals_portable(key, c0, c1, c2, c3, count, out);
 }
 
 }  // namespace memcc

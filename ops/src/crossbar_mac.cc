@@ -108,10 +108,8 @@ static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64
   }
   for (int64_t c0 = 0; c0 < w; c0 += tc) {
     const int64_t nc = std::min(tc, w - c0);
-    for (int64_t i = 0; i < m; ++i) {
-      add_read_noise(buf + i * w + c0, w, noise.var_buf + i * w + c0, 1, nc, noise.key, noise.execution,
-                     noise.q0 + i, r, noise.j0 + c0, noise.z);
-    }
+    add_read_noise_strided(buf + c0, w, noise.var_buf + c0, w, m, nc, noise.key, noise.execution, noise.q0, r,
+                           noise.j0 + c0, noise.z);
   }
 }
 

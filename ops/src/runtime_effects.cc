@@ -8,6 +8,8 @@
 #include "counter_normal.h"
 #include "float_bits.h"
 #include "iv_fast.h"
+#include "normals_avx512.h"
+#include "philox.h"
 #include "errors.h"
 #include "simd_dispatch.h"
 
@@ -158,10 +160,25 @@ static void add_scaled_noise(float* currents, const float* variance, const float
 
 void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t m, int64_t nc, uint64_t key,
                     uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z) {
+  add_read_noise_strided(currents, ldc, variance, nc, m, nc, key, execution, q0, r, j0, z);
+}
+
+void add_read_noise_strided(float* currents, int64_t ldc, const float* variance, int64_t ldv, int64_t m, int64_t nc,
+                            uint64_t key, uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z) {
+#ifdef MEMCC_NORMALS_AVX512
+  if (normals_avx512_available()) {
+    // The normals go from registers into the terms, all m reads in one call.
+    const uint32_t j = static_cast<uint32_t>(j0);
+    add_normal_terms_avx512(philox::key_lo(key), philox::key_hi(key), static_cast<uint32_t>(execution),
+                            static_cast<uint32_t>(q0), static_cast<uint32_t>(r), j >> 2, j & 3u, nc, m, variance, ldv,
+                            currents, ldc);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < m; ++i) {
     counter_normals(key, static_cast<uint32_t>(execution), static_cast<uint32_t>(q0 + i), static_cast<uint32_t>(r),
                     static_cast<uint32_t>(j0), nc, z);
-    add_scaled_noise(currents + i * ldc, variance + i * nc, z, nc);
+    add_scaled_noise(currents + i * ldc, variance + i * ldv, z, nc);
   }
 }
 

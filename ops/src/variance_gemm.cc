@@ -33,13 +33,6 @@ inline uint16_t to_bf16(float f) {
   return static_cast<uint16_t>((b & 0x7F800000u) == 0x7F800000u ? special : rounded);
 }
 
-// a[k] = bf16(x[k] * s) for k < n, zero up to `padded`.
-MEMCC_SIMD_CLONES_WIDE
-void convert_row(const float* x, int64_t n, float s, int64_t padded, uint16_t* a) {
-  for (int64_t k = 0; k < n; ++k) a[k] = to_bf16(x[k] * s);
-  for (int64_t k = n; k < padded; ++k) a[k] = 0;
-}
-
 // mx[i] = max over k < n of x[k * ld + i], i < m (vectors as columns; squares are >= 0).
 MEMCC_SIMD_CLONES_WIDE
 void column_max(const float* x, int64_t ld, int64_t n, int64_t m, float* mx) {
@@ -50,28 +43,11 @@ void column_max(const float* x, int64_t ld, int64_t n, int64_t m, float* mx) {
   }
 }
 
-MEMCC_SIMD_CLONES_WIDE
-float row_max(const float* x, int64_t n) {
-  // 16 running maxima: a single one is a serial chain the compiler may not reorder.
-  float lanes[16] = {};
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    for (int l = 0; l < 16; ++l) lanes[l] = lanes[l] < x[k + l] ? x[k + l] : lanes[l];
-  }
-  float mx = 0.0f;
-  for (; k < n; ++k) mx = mx < x[k] ? x[k] : mx;
-  for (int l = 0; l < 16; ++l) mx = mx < lanes[l] ? lanes[l] : mx;
-  return mx;
-}
-
-// out[j] = c[j] * u for j < n.
-MEMCC_SIMD_CLONES_WIDE
-void scale_copy(const float* c, int64_t n, float u, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = c[j] * u;
-}
-
 // 2^-floor(log2 m) (m in [1, 2) after scaling) for finite m > 0, else 1.
 inline float normalising_scale(float m) {
+  // Normal m below 2^126: 2^(127 - E) for m's biased exponent E, straight from the bits.
+  const uint32_t biased = float_bits(m) >> 23;
+  if (biased >= 1 && biased <= 253) return bits_float((254u - biased) << 23);
   if (!(m > 0.0f) || !std::isfinite(m)) return 1.0f;
   int e = 0;
   std::frexp(m, &e);
@@ -91,6 +67,8 @@ bool amx_probe() {
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
   if (!amx_bf16 || !amx_tile) return false;
+  // The conversions around the tile product use AVX-512F (every AMX CPU has it).
+  if (!__builtin_cpu_supports("avx512f")) return false;
   // Linux hands out the tile data state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA).
   constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -104,14 +82,17 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// tmm0, tmm1: two 16 x 16 float32 accumulators; tmm4: 16 vectors x 32 bfloat16 squares;
-// tmm6, tmm7: the two column blocks' 16 x (16 pairs) tiles of V.
+// c[i * ldc + j] = the product's row i, column j (i < mp, j < 32 n_pairs).
+// tmm0-tmm3: 16 x 16 float32 accumulators (two row blocks of 16 vectors by the pair's two
+// column blocks); tmm4, tmm5: the row blocks' 16 vectors x 32 bfloat16 squares; tmm6, tmm7: the
+// two column blocks' 16 x (16 pairs) tiles of V. Two row blocks at a time, so that every tile
+// loaded feeds two products (one row block: each V tile loaded per 16 vectors, 1.5 loads a product).
 __attribute__((target("amx-tile,amx-bf16"))) void amx_product(const uint16_t* a, int64_t lda, int64_t mp,
                                                               int64_t k_tiles, const uint16_t* b0,
-                                                              const uint16_t* b1, float* c, int64_t n_pairs,
-                                                              int64_t pack_stride) {
+                                                              const uint16_t* b1, float* c, int64_t ldc,
+                                                              int64_t n_pairs, int64_t pack_stride) {
   TileConfig cfg;
-  for (int t : {0, 1, 4, 6, 7}) {
+  for (int t = 0; t < 8; ++t) {
     cfg.rows[t] = 16;
     cfg.colsb[t] = 64;
   }
@@ -119,7 +100,29 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_product(const uint16_t* a,
   for (int64_t p = 0; p < n_pairs; ++p) {
     const uint16_t* bp0 = b0 + p * 2 * pack_stride;
     const uint16_t* bp1 = b1 + p * 2 * pack_stride;
-    for (int64_t i0 = 0; i0 < mp; i0 += 16) {
+    int64_t i0 = 0;
+    for (; i0 + 32 <= mp; i0 += 32) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t kt = 0; kt < k_tiles; ++kt) {
+        _tile_loadd(4, a + i0 * lda + kt * kRowBlock, lda * 2);
+        _tile_loadd(5, a + (i0 + 16) * lda + kt * kRowBlock, lda * 2);
+        _tile_loadd(6, bp0 + kt * kTileElems, 64);
+        _tile_loadd(7, bp1 + kt * kTileElems, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      float* cp = c + i0 * ldc + p * 32;
+      _tile_stored(0, cp, ldc * 4);
+      _tile_stored(1, cp + 16, ldc * 4);
+      _tile_stored(2, cp + 16 * ldc, ldc * 4);
+      _tile_stored(3, cp + 16 * ldc + 16, ldc * 4);
+    }
+    if (i0 < mp) {
       _tile_zero(0);
       _tile_zero(1);
       for (int64_t kt = 0; kt < k_tiles; ++kt) {
@@ -129,19 +132,91 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_product(const uint16_t* a,
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
       }
-      float* cp = c + (p * mp + i0) * 32;
-      _tile_stored(0, cp, 32 * 4);
-      _tile_stored(1, cp + 16, 32 * 4);
+      float* cp = c + i0 * ldc + p * 32;
+      _tile_stored(0, cp, ldc * 4);
+      _tile_stored(1, cp + 16, ldc * 4);
     }
   }
   _tile_release();
 }
 
+// Full-mask (maskz) forms: GCC 12's unmasked ones pass an "undefined" vector that
+// -Wmaybe-uninitialized reports.
+__attribute__((target("avx512f"))) inline __m512i srl16(__m512i a, unsigned n) {
+  return _mm512_maskz_srli_epi32(0xFFFF, a, n);
+}
+
+// bf16 of 16 floats >= 0 (or NaN/inf), rounded to nearest even: to_bf16 lane by lane.
+__attribute__((target("avx512f"))) inline __m256i to_bf16_16(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(srl16(b, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = srl16(_mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  const __m512i exp_mask = _mm512_set1_epi32(0x7F800000);
+  const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, exp_mask), exp_mask);
+  const __mmask16 payload = _mm512_test_epi32_mask(b, _mm512_set1_epi32(0xFFFF));
+  const __m512i kept = _mm512_mask_or_epi32(srl16(b, 16), payload, srl16(b, 16),
+                                            _mm512_set1_epi32(0x40));
+  return _mm512_maskz_cvtepi32_epi16(0xFFFF, _mm512_mask_mov_epi32(rounded, special, kept));
+}
+
+// The largest of 16 lanes (in-register halvings).
+__attribute__((target("avx512f"))) inline float horizontal_max(__m512 x) {
+  x = _mm512_maskz_max_ps(0xFFFF, x, _mm512_maskz_shuffle_f32x4(0xFFFF, x, x, 0x4E));
+  x = _mm512_maskz_max_ps(0xFFFF, x, _mm512_maskz_shuffle_f32x4(0xFFFF, x, x, 0xB1));
+  x = _mm512_maskz_max_ps(0xFFFF, x, _mm512_maskz_permute_ps(0xFFFF, x, 0x4E));
+  x = _mm512_maskz_max_ps(0xFFFF, x, _mm512_maskz_permute_ps(0xFFFF, x, 0xB1));
+  return _mm512_cvtss_f32(x);
+}
+
+// Vectors as rows, all in one call (per-row calls of the dispatched loops cost more than the
+// work at a row tile's 32 to 256 elements): each row's largest square, its scale, and the row
+// scaled and rounded into a (lda apart, zero-padded to lda).
+__attribute__((target("avx512f"))) void convert_rows(const float* sq, int64_t ldsq, int64_t m, int64_t kc,
+                                                      int64_t lda, float* scale, uint16_t* a) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float* x = sq + i * ldsq;
+    __m512 mx = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) mx = _mm512_maskz_max_ps(0xFFFF, mx, _mm512_loadu_ps(x + k));
+    const __mmask16 tail = static_cast<__mmask16>((1u << (kc - k)) - 1u);
+    mx = _mm512_maskz_max_ps(0xFFFF, mx, _mm512_maskz_loadu_ps(tail, x + k));
+    scale[i] = normalising_scale(horizontal_max(mx));
+    const __m512 s = _mm512_set1_ps(scale[i]);
+    uint16_t* ar = a + i * lda;
+    for (k = 0; k + 16 <= kc; k += 16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ar + k), to_bf16_16(_mm512_mul_ps(_mm512_loadu_ps(x + k), s)));
+    }
+    for (; k < lda; k += 16) {
+      // The tail and the padding (lda is a multiple of 32): lanes past kc convert zeros.
+      const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, kc - k));
+      const __mmask16 in = static_cast<__mmask16>((1u << n) - 1u);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ar + k),
+                          to_bf16_16(_mm512_mul_ps(_mm512_maskz_loadu_ps(in, x + k), s)));
+    }
+  }
+}
+
+// out[i * ldo + j] = c[i * ldc + j] * row_unscale[i] for i < m, j < nc (c may be out).
+__attribute__((target("avx512f"))) void unscale_rows(const float* c, int64_t ldc, int64_t m, int64_t nc,
+                                                      const float* row_unscale, float* out, int64_t ldo) {
+  for (int64_t i = 0; i < m; ++i) {
+    const __m512 u = _mm512_set1_ps(row_unscale[i]);
+    const float* ci = c + i * ldc;
+    float* o = out + i * ldo;
+    for (int64_t j = 0; j < nc; j += 16) {
+      const int64_t n = std::min<int64_t>(16, nc - j);
+      const __mmask16 in = static_cast<__mmask16>((1u << n) - 1u);
+      _mm512_mask_storeu_ps(o + j, in, _mm512_mul_ps(_mm512_maskz_loadu_ps(in, ci + j), u));
+    }
+  }
+}
+
 #endif
 
 struct Buffers {
-  std::vector<uint16_t> a;
-  std::vector<float> c, row_unscale;
+  CacheLineVector<uint16_t> a;
+  CacheLineVector<float> c;
+  std::vector<float> row_unscale;
 };
 
 }  // namespace
@@ -203,13 +278,11 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
   float* scale = mx + m;
   if (sq_columns) {
     column_max(sq, ldsq, kc, m, mx);
+    for (int64_t i = 0; i < m; ++i) scale[i] = normalising_scale(mx[i]);
   } else {
-    for (int64_t i = 0; i < m; ++i) mx[i] = row_max(sq + i * ldsq, kc);
+    convert_rows(sq, ldsq, m, kc, lda, scale, buf.a.data());
   }
-  for (int64_t i = 0; i < m; ++i) {
-    scale[i] = normalising_scale(mx[i]);
-    buf.row_unscale[i] = pack.unscale / scale[i];
-  }
+  for (int64_t i = 0; i < m; ++i) buf.row_unscale[i] = pack.unscale / scale[i];
   if (sq_columns) {
     // Transposed 32 rows of squares at a time: the rows a block reads stay in L1.
     for (int64_t kb = 0; kb < lda; kb += kRowBlock) {
@@ -221,20 +294,18 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
         for (int64_t k = std::max<int64_t>(kn, 0); k < kRowBlock; ++k) ar[k] = 0;
       }
     }
-  } else {
-    for (int64_t i = 0; i < m; ++i) convert_row(sq + i * ldsq, kc, scale[i], lda, buf.a.data() + i * lda);
   }
   std::fill(buf.a.begin() + m * lda, buf.a.begin() + mp * lda, uint16_t{0});
   const int64_t nb0 = j0 / kColBlock, kb0 = k0 / kRowBlock;
   const int64_t pack_stride = pack.k_blocks * kTileElems;  // one column block
   const uint16_t* b0 = pack.tiles.data() + nb0 * pack_stride + kb0 * kTileElems;
-  amx_product(buf.a.data(), lda, mp, k_tiles, b0, b0 + pack_stride, buf.c.data(), pairs, pack_stride);
-  for (int64_t p = 0; p < pairs; ++p) {
-    const int64_t w = std::min<int64_t>(32, nc - p * 32);
-    for (int64_t i = 0; i < m; ++i) {
-      scale_copy(buf.c.data() + (p * mp + i) * 32, w, buf.row_unscale[i], out + i * ldo + p * 32);
-    }
-  }
+  // The tiles go straight to out where their stores fit it (whole tiles, 64-byte aligned rows:
+  // misaligned tile stores cost about three times as much), else through buf.c.
+  const bool direct = m == mp && nc == pairs * 32 && ldo % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
+  float* c = direct ? out : buf.c.data();
+  const int64_t ldc = direct ? ldo : pairs * 32;
+  amx_product(buf.a.data(), lda, mp, k_tiles, b0, b0 + pack_stride, c, ldc, pairs, pack_stride);
+  unscale_rows(c, ldc, m, nc, buf.row_unscale.data(), out, ldo);
   return true;
 #else
   (void)pack, (void)sq, (void)sq_columns, (void)ldsq, (void)m, (void)k0, (void)kc, (void)j0, (void)nc, (void)out,

@@ -6,10 +6,30 @@
 // cost. Without AMX (or for shapes it does not cover) the callers keep the exact float32 sgemm.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace memcc {
+
+// 64-byte aligned storage: a tile row (64 bytes) that straddles two cache lines makes the tile
+// loads and stores about three times slower.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <class T>
+using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
 
 // V [K, N] packed once: column blocks of 16, row blocks of 32 (one 1 KiB tile each, pairs of rows
 // interleaved as the tile unit reads them), zero-padded; scaled by a power of two (exact) so
@@ -17,7 +37,7 @@ namespace memcc {
 struct VariancePack {
   int64_t K = 0, N = 0, k_blocks = 0, n_blocks = 0;
   float unscale = 1.0f;  // the power of two that undoes the packing scale
-  std::vector<uint16_t> tiles;
+  CacheLineVector<uint16_t> tiles;
   bool empty() const { return tiles.empty(); }
 };
 

@@ -16,7 +16,7 @@ using namespace memcc;
 namespace {
 
 void check_case(int64_t m, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t j0, int64_t nc, bool columns,
-                float decades, std::mt19937& rng) {
+                float decades, std::mt19937& rng, int64_t pad = 3) {
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   std::vector<float> V(static_cast<size_t>(K * N)), sq(static_cast<size_t>(m * K));
   // Squares and variances are >= 0; spread them over `decades` powers of ten, scaled far from 1.
@@ -27,8 +27,9 @@ void check_case(int64_t m, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t
   const int64_t ldsq = columns ? m : K;
   const float* base = columns ? sq.data() + k0 * ldsq : sq.data() + k0;
   const float guard = -1.0f;
-  const int64_t ldo = nc + 3;
-  std::vector<float> out(static_cast<size_t>(m * ldo), guard);
+  // 64-byte aligned, so that a pad making ldo a multiple of 16 takes the direct tile stores.
+  const int64_t ldo = nc + pad;
+  CacheLineVector<float> out(static_cast<size_t>(m * ldo), guard);
   CHECK(variance_gemm(pack, base, columns, ldsq, m, k0, kc, j0, nc, out.data(), ldo));
   // bfloat16 factors: 2^-7 + 2^-16 relative per term; float32 sums: kc * 2^-24 more.
   const double bound = std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + double(kc) * std::ldexp(1.0, -24);
@@ -65,6 +66,7 @@ TEST(variance_gemm_bf16_bound) {
   check_case(20, 384, 256, 128, 128, 128, 100, false, 3.0f, rng);  // a row tile and column tile inside
   check_case(45, 576, 64, 0, 576, 32, 32, true, 4.0f, rng);        // conv: vectors as columns
   check_case(33, 200, 96, 96, 104, 64, 32, true, 1.0f, rng);       // last row tile, partial
+  check_case(48, 256, 160, 32, 128, 32, 96, false, 3.0f, rng, 16);  // tiles stored straight into out
 }
 
 TEST(variance_gemm_refuses_unaligned) {
