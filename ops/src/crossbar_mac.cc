@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <vector>
 
 #include <cblas.h>
 
@@ -102,14 +103,19 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64_t r0, int64_t kr, int64_t r,
                            int64_t ldd, int64_t w, int64_t tc, float* buf) {
   const float* sq = noise.squares + r0;
+  // The tile unit's rows come back scaled: their factors go into the terms' pass.
+  thread_local std::vector<float> row_factor;
+  row_factor.resize(static_cast<size_t>(m));
+  const float* factor = row_factor.data();
   if (!(noise.packed && kr >= 32 &&
-        variance_gemm(*noise.packed, sq, false, ldv, m, r0, kr, noise.j0, w, noise.var_buf, w))) {
+        variance_gemm(*noise.packed, sq, false, ldv, m, r0, kr, noise.j0, w, noise.var_buf, w, row_factor.data()))) {
     sgemm(false, m, w, kr, sq, ldv, noise.variance + r0 * ldd, ldd, 0.0f, noise.var_buf, w);
+    factor = nullptr;
   }
   for (int64_t c0 = 0; c0 < w; c0 += tc) {
     const int64_t nc = std::min(tc, w - c0);
     add_read_noise_strided(buf + c0, w, noise.var_buf + c0, w, m, nc, noise.key, noise.execution, noise.q0, r,
-                           noise.j0 + c0, noise.z);
+                           noise.j0 + c0, noise.z, factor);
   }
 }
 

@@ -284,12 +284,15 @@ MEMCC_AVX512 void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t
 
 MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2,
                                           uint32_t g0, int64_t lead, int64_t count, int64_t rows,
-                                          const float* variance, int64_t ldv, float* currents, int64_t ldc) {
+                                          const float* variance, int64_t ldv, const float* row_factor,
+                                          float* currents, int64_t ldc) {
   if (count <= 0) return;
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t i = 0; i < rows; ++i) {
     const float* var = variance + i * ldv;
     float* cur = currents + i * ldc;
+    const float factor = row_factor ? row_factor[i] : 1.0f;
+    const __m512 vf = _mm512_set1_ps(factor);
     for_each_step(philox_prefix(k0, k1, c0, c1 + static_cast<uint32_t>(i), c2), g0, lead, count,
                   [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
                     if (take == 64) {
@@ -297,7 +300,7 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                         // max(var, 0) with var first: a NaN variance counts as 0, as in the
                         // portable loop.
                         const __m512 sd =
-                            _mm512_maskz_sqrt_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, _mm512_loadu_ps(var + at + 16 * v), zero));
+                            _mm512_maskz_sqrt_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, _mm512_mul_ps(_mm512_loadu_ps(var + at + 16 * v), vf), zero));
                         float* y = cur + at + 16 * v;
                         _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_mul_ps(sd, n.z[v])));
                       }
@@ -306,7 +309,7 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                     alignas(64) float edge[64];
                     store64(n, edge);
                     for (int64_t j = 0; j < take; ++j) {
-                      const float v = var[at + j] > 0.0f ? var[at + j] : 0.0f;
+                      const float v = var[at + j] * factor > 0.0f ? var[at + j] * factor : 0.0f;
                       cur[at + j] += std::sqrt(v) * edge[skip + j];
                     }
                   });

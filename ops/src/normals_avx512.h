@@ -35,12 +35,13 @@ bool normals_avx512_available();
 void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0, int64_t lead,
                     int64_t count, float* out);
 
-// currents[i * ldc + j] += sqrt(max(variance[i * ldv + j], 0)) * z_i[j] for i < rows, j < count,
-// where z_i is what normals_avx512 gives for counter word c1 + i: the read-noise terms of several
-// reads at once, the normals never stored.
+// currents[i * ldc + j] += sqrt(max(variance[i * ldv + j] * f_i, 0)) * z_i[j] for i < rows,
+// j < count, where z_i is what normals_avx512 gives for counter word c1 + i and f_i is
+// row_factor[i] (1 when row_factor is null): the read-noise terms of several reads at once, the
+// normals never stored.
 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0,
                              int64_t lead, int64_t count, int64_t rows, const float* variance, int64_t ldv,
-                             float* currents, int64_t ldc);
+                             const float* row_factor, float* currents, int64_t ldc);
 
 // The four normals (rho1 cos, rho1 sin, rho2 cos, rho2 sin) of each given Philox output:
 // x[4 i .. 4 i + 3] are the words x0..x3 of output i, out[4 i .. 4 i + 3] its normals. The same

@@ -151,9 +151,9 @@ void noise_variance(const float* G, int64_t S, int64_t K, int64_t N, float sigma
 }
 
 MEMCC_SIMD_CLONES_WIDE
-static void add_scaled_noise(float* currents, const float* variance, const float* z, int64_t nc) {
+static void add_scaled_noise(float* currents, const float* variance, float factor, const float* z, int64_t nc) {
   for (int64_t j = 0; j < nc; ++j) {
-    const float v = variance[j] > 0.0f ? variance[j] : 0.0f;
+    const float v = variance[j] * factor > 0.0f ? variance[j] * factor : 0.0f;
     currents[j] += std::sqrt(v) * z[j];
   }
 }
@@ -164,21 +164,22 @@ void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t
 }
 
 void add_read_noise_strided(float* currents, int64_t ldc, const float* variance, int64_t ldv, int64_t m, int64_t nc,
-                            uint64_t key, uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z) {
+                            uint64_t key, uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z,
+                            const float* row_factor) {
 #ifdef MEMCC_NORMALS_AVX512
   if (normals_avx512_available()) {
     // The normals go from registers into the terms, all m reads in one call.
     const uint32_t j = static_cast<uint32_t>(j0);
     add_normal_terms_avx512(philox::key_lo(key), philox::key_hi(key), static_cast<uint32_t>(execution),
                             static_cast<uint32_t>(q0), static_cast<uint32_t>(r), j >> 2, j & 3u, nc, m, variance, ldv,
-                            currents, ldc);
+                            row_factor, currents, ldc);
     return;
   }
 #endif
   for (int64_t i = 0; i < m; ++i) {
     counter_normals(key, static_cast<uint32_t>(execution), static_cast<uint32_t>(q0 + i), static_cast<uint32_t>(r),
                     static_cast<uint32_t>(j0), nc, z);
-    add_scaled_noise(currents + i * ldc, variance + i * ldv, z, nc);
+    add_scaled_noise(currents + i * ldc, variance + i * ldv, row_factor ? row_factor[i] : 1.0f, z, nc);
   }
 }
 

@@ -259,7 +259,7 @@ VariancePack pack_variance(const float* V, int64_t K, int64_t N) {
 }
 
 bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, int64_t ldsq, int64_t m,
-                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo) {
+                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo, float* row_factor) {
 #ifdef MEMCC_HAS_AMX
   if (pack.empty() || k0 % kRowBlock != 0 || j0 % (2 * kColBlock) != 0 || k0 + kc > pack.K || j0 + nc > pack.N) {
     return false;
@@ -305,11 +305,16 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
   float* c = direct ? out : buf.c.data();
   const int64_t ldc = direct ? ldo : pairs * 32;
   amx_product(buf.a.data(), lda, mp, k_tiles, b0, b0 + pack_stride, c, ldc, pairs, pack_stride);
+  if (row_factor && direct) {
+    std::copy(buf.row_unscale.begin(), buf.row_unscale.end(), row_factor);
+    return true;
+  }
   unscale_rows(c, ldc, m, nc, buf.row_unscale.data(), out, ldo);
+  if (row_factor) std::fill(row_factor, row_factor + m, 1.0f);
   return true;
 #else
   (void)pack, (void)sq, (void)sq_columns, (void)ldsq, (void)m, (void)k0, (void)kc, (void)j0, (void)nc, (void)out,
-      (void)ldo;
+      (void)ldo, (void)row_factor;
   return false;
 #endif
 }

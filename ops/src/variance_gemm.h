@@ -53,7 +53,12 @@ VariancePack pack_variance(const float* V, int64_t K, int64_t N);
 // (sq[(k - k0) * ldsq + i]); sq points at the slice's first element. Returns false (writing
 // nothing) when the pack does not serve these bounds: k0 not a multiple of 32, j0 not a multiple
 // of 32, or the pack empty; the caller then computes the product itself.
+// With row_factor (m floats), row i of out may be left scaled by a power of two and
+// row_factor[i] is what undoes it (out[i * ldo + j] * row_factor[i] is the value, exactly unless
+// it leaves float32's normal range): callers that read every variance once fold the factor into
+// that read instead of a pass over out.
 bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, int64_t ldsq, int64_t m,
-                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo);
+                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo,
+                   float* row_factor = nullptr);
 
 }  // namespace memcc

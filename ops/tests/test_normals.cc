@@ -144,8 +144,11 @@ TEST(effects_normals_paths_agree_on_ranges) {
 TEST(effects_read_noise_terms_match_definition) {
   // Several reads at once with strided variances and currents, column starts at every lane of a
   // Philox group, widths around the 64-normal steps; zero, negative and NaN variances add nothing.
+  // With row factors (variance_gemm's unscaling folded in) each read's variances scale by its own.
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(0.0f, 2.0f);
+  const float factors[5] = {0.25f, 2.0f, 1.0f, 0x1p-20f, 0x1p12f};
+  for (bool with_factor : {false, true}) {
   for (int64_t j0 : {0, 1, 3, 128, 130}) {
     for (int64_t nc : {1, 5, 63, 64, 100, 128, 129}) {
       const int64_t m = 5, ldc = nc + 7, ldv = nc + 3;
@@ -157,7 +160,8 @@ TEST(effects_read_noise_terms_match_definition) {
       var[static_cast<size_t>(2 * ldv + nc - 1)] = NAN;
       const std::vector<float> before = cur;
       std::vector<float> z(static_cast<size_t>(nc));
-      add_read_noise_strided(cur.data(), ldc, var.data(), ldv, m, nc, 77u, 4u, 9, 2, j0, z.data());
+      add_read_noise_strided(cur.data(), ldc, var.data(), ldv, m, nc, 77u, 4u, 9, 2, j0, z.data(),
+                             with_factor ? factors : nullptr);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < ldc; ++j) {
           const size_t at = static_cast<size_t>(i * ldc + j);
@@ -165,7 +169,7 @@ TEST(effects_read_noise_terms_match_definition) {
             CHECK_EQ(cur[at], before[at]);  // nothing past the row's columns
             continue;
           }
-          const float v = var[static_cast<size_t>(i * ldv + j)];
+          const float v = var[static_cast<size_t>(i * ldv + j)] * (with_factor ? factors[i] : 1.0f);
           const double sd = v > 0.0f ? std::sqrt(double(v)) : 0.0;
           const double want = before[at] + sd * philox::normal(77u, 4u, static_cast<uint32_t>(9 + i), 2u,
                                                                static_cast<uint32_t>(j0 + j));
@@ -173,5 +177,6 @@ TEST(effects_read_noise_terms_match_definition) {
         }
       }
     }
+  }
   }
 }

@@ -16,7 +16,7 @@ using namespace memcc;
 namespace {
 
 void check_case(int64_t m, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t j0, int64_t nc, bool columns,
-                float decades, std::mt19937& rng, int64_t pad = 3) {
+                float decades, std::mt19937& rng, int64_t pad = 3, bool factors = false) {
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   std::vector<float> V(static_cast<size_t>(K * N)), sq(static_cast<size_t>(m * K));
   // Squares and variances are >= 0; spread them over `decades` powers of ten, scaled far from 1.
@@ -30,7 +30,10 @@ void check_case(int64_t m, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t
   // 64-byte aligned, so that a pad making ldo a multiple of 16 takes the direct tile stores.
   const int64_t ldo = nc + pad;
   CacheLineVector<float> out(static_cast<size_t>(m * ldo), guard);
-  CHECK(variance_gemm(pack, base, columns, ldsq, m, k0, kc, j0, nc, out.data(), ldo));
+  // With factors: the rows may come back scaled, row_factor undoing it (powers of two).
+  std::vector<float> row_factor(static_cast<size_t>(m), -1.0f);
+  CHECK(variance_gemm(pack, base, columns, ldsq, m, k0, kc, j0, nc, out.data(), ldo,
+                      factors ? row_factor.data() : nullptr));
   // bfloat16 factors: 2^-7 + 2^-16 relative per term; float32 sums: kc * 2^-24 more.
   const double bound = std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + double(kc) * std::ldexp(1.0, -24);
   double worst = 0.0;
@@ -41,12 +44,17 @@ void check_case(int64_t m, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t
         const float s = columns ? sq[static_cast<size_t>(k * ldsq + i)] : sq[static_cast<size_t>(i * ldsq + k)];
         ref += double(s) * V[static_cast<size_t>(k * N + j0 + j)];
       }
-      const double got = out[static_cast<size_t>(i * ldo + j)];
+      const double got = double(out[static_cast<size_t>(i * ldo + j)]) * (factors ? row_factor[static_cast<size_t>(i)] : 1.0);
       CHECK(ref > 0.0);
       worst = std::max(worst, std::fabs(got - ref) / ref);
       CHECK_NEAR(got, ref, bound * ref);
     }
     for (int64_t j = nc; j < ldo; ++j) CHECK_EQ(out[static_cast<size_t>(i * ldo + j)], guard);
+    if (factors) {
+      const float f = row_factor[static_cast<size_t>(i)];
+      int e = 0;
+      CHECK(f > 0.0f && std::frexp(f, &e) == 0.5f);  // a power of two: exact unscaling
+    }
   }
   // The bound must not be vacuous: bfloat16 rounding is visible.
   CHECK(worst > std::ldexp(1.0, -12));
@@ -67,6 +75,8 @@ TEST(variance_gemm_bf16_bound) {
   check_case(45, 576, 64, 0, 576, 32, 32, true, 4.0f, rng);        // conv: vectors as columns
   check_case(33, 200, 96, 96, 104, 64, 32, true, 1.0f, rng);       // last row tile, partial
   check_case(48, 256, 160, 32, 128, 32, 96, false, 3.0f, rng, 16);  // tiles stored straight into out
+  check_case(64, 512, 512, 128, 128, 0, 512, false, 6.0f, rng, 0, true);  // direct, factors left to the caller
+  check_case(37, 300, 70, 0, 300, 0, 70, false, 6.0f, rng, 3, true);      // through the buffer: factors 1
 }
 
 TEST(variance_gemm_refuses_unaligned) {
