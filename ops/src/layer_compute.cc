@@ -583,7 +583,10 @@ void conv_encoded_tiles(const OpAttributes& a, const LayerPlan& p, const ConvTil
     const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
     if (!on_tiles) square_rows(col, ld, Kg, ms, sq);
     for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
-      mi = std::min(kReadPositions, ms - i0);
+      // Three 16-position vectors, or two where one would be left alone (conv_tile_read's
+      // micro-tiles: a one-vector tile runs at a third of the rate).
+      const int64_t vectors = ceil_div(ms - i0, 16);
+      mi = std::min(ms - i0, (vectors <= 3 || vectors % 3 == 0 ? 3 : 2) * int64_t{16});
       conv_tile_read(tiles, h, 0, 0, Kg, col + i0, ld, mi, reads, mi, false);
       const int64_t q0 = (b * G + h) * P + p0 + s0 + i0;
       const int64_t ldv = ceil_div(mi, 16) * 16;
