@@ -131,6 +131,52 @@ __attribute__((target("avx512f"))) void iv_apply_each_fast(float* x, int64_t n, 
   }
 }
 
+__attribute__((target("avx512f"))) void iv_apply_columns_fast(float* col, int64_t ldc, int64_t K, int64_t count,
+                                                              float a, float b, const float* pre, const float* post) {
+  const __m512 sign_bit = _mm512_set1_ps(-0.0f), one = _mm512_set1_ps(1.0f);
+  const __m512 bv = _mm512_set1_ps(b), av = _mm512_set1_ps(a);
+  // A position's factors are the same down its column: formed once per 16 positions, and the
+  // rows then take sinh_lanes' |arg| < 1 branch on signed values (rounding is symmetric, so
+  // only the sign of a zero differs, which the sign copy puts back) with one range test.
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = tail_mask(count - i);
+    const __m512 pr = _mm512_maskz_loadu_ps(m, pre + i);
+    const __m512 bh = _mm512_mul_ps(bv, pr);
+    const __m512 bl = _mm512_fmsub_ps(bv, pr, bh);  // exact: b pre = bh + bl
+    const __m512 ah = _mm512_mul_ps(av, _mm512_maskz_loadu_ps(m, post + i));
+    float* x = col + i;
+    for (int64_t k = 0; k < K; ++k, x += ldc) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, x);
+      const __m512 t = _mm512_mul_ps(v, bh);
+      const __m512 tl = _mm512_fmadd_ps(v, bl, _mm512_fmsub_ps(v, bh, t));
+      const __m512 t2 = _mm512_mul_ps(t, t);
+      __m512 y;
+      if (_mm512_cmp_ps_mask(t2, one, _CMP_LT_OQ) == 0xFFFF) {
+        __m512 p = _mm512_fmadd_ps(t2, _mm512_set1_ps(1.0f / 39916800.0f), _mm512_set1_ps(1.0f / 362880.0f));
+        p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 5040.0f));
+        p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 120.0f));
+        p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 6.0f));
+        const __m512 sm = _mm512_add_ps(t, _mm512_fmadd_ps(_mm512_mul_ps(t, t2), p, tl));
+        // The sign bit of t, the rest of sm (0xD8: C ? B : A).
+        const __m512 signed_sm = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+            _mm512_castps_si512(sm), _mm512_castps_si512(t), _mm512_castps_si512(sign_bit), 0xD8));
+        y = _mm512_mul_ps(signed_sm, ah);
+      } else {
+        // Some lane is large (or NaN): the whole function, float64 where it says so.
+        __mmask16 bad = 0;
+        y = sinh_lanes(v, bh, bl, ah, &bad);
+        bad &= m;
+        for (int l = 0; bad && l < 16; ++l) {
+          if (bad >> l & 1u) x[l] = iv_double(x[l], a, b, pre[i + l], post[i + l]);
+        }
+        _mm512_mask_storeu_ps(x, m & static_cast<__mmask16>(~bad), y);
+        continue;
+      }
+      _mm512_mask_storeu_ps(x, m, y);
+    }
+  }
+}
+
 #else
 
 bool iv_fast_available() { return false; }

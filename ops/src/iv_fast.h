@@ -15,6 +15,10 @@ bool iv_fast_available();
 // The contracts of iv_apply / iv_apply_each (runtime_effects.h). Only when iv_fast_available().
 void iv_apply_fast(float* x, int64_t n, float a, float b, float pre, float post);
 void iv_apply_each_fast(float* x, int64_t n, float a, float b, const float* pre, const float* post);
+// col[k * ldc + i] := post[i] * f(pre[i] * col[k * ldc + i]) for k < K, i < count: iv_apply_each
+// on every row of im2col columns, with the same results.
+void iv_apply_columns_fast(float* col, int64_t ldc, int64_t K, int64_t count, float a, float b, const float* pre,
+                           const float* post);
 #endif
 
 }  // namespace memcc

@@ -532,6 +532,81 @@ bool is_pointwise(const Im2colShape& s) {
   return true;
 }
 
+// Conv without an ADC whose voltages depend on each patch (input_range = 0 with a DAC or f):
+// e(X) cannot be encoded once for the whole image, so the product runs on the layer's matrix
+// (weight_scale * D) packed once (conv_tiles.h) as the ADC path reads it, a sub-block of
+// positions at a time extracted, encoded and read while in cache (OpenBLAS repacked both
+// operands on every call). Read noise follows the no-ADC rule of docs/op-spec.md, step 5: one term
+// per vector and column (r = 0), its variance a read of the squared encoded inputs over all K
+// rows, on the tile unit (AMX-BF16) where its pack serves. cnt positions from p0 of image b and
+// group h; col and vec are the task's scratch (conv_layer sizes them), y_block = Y at (b, h, p0).
+void conv_encoded_tiles(const OpAttributes& a, const LayerPlan& p, const ConvTilePack& tiles, const ReadNoise* noise,
+                        const float* xg, int64_t b, int64_t h, int64_t p0, int64_t cnt, float* col, float* vec,
+                        float* y_block, const float* bias_g) {
+  const int64_t Kg = p.K, Ng = p.group_cols, G = p.group, P = p.patch.positions();
+  const InputEncoding enc = encoding_of(a);
+  float* scale = vec;
+  const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);
+  const int64_t ldq = ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad;
+  // Read noise: the currents of a few positions ([column, position]), their variances and normals.
+  float* reads = nullptr;
+  float* sq = nullptr;
+  float* var = nullptr;
+  float* z = nullptr;
+  float* zt = nullptr;
+  const TileVariancePack* tv = noise ? noise->tile_variance : nullptr;
+  if (tv && (tv->K != Kg || tv->groups != G || tv->Ng != Ng || tv->tc != Ng)) tv = nullptr;
+  thread_local std::vector<uint32_t> sq_bf16;
+  if (noise) {
+    reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(Ng * kReadPositions));
+    sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(Kg * ldq));
+    const int64_t n16 = ceil_div(Ng, 16) * 16;
+    var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(n16 * kReadPositions + 2 * 16 * Ng));
+    z = var + n16 * kReadPositions;
+    zt = z + 16 * Ng;
+    if (tv) sq_bf16.resize(static_cast<size_t>(ceil_div(Kg, 32) * 16 * ldq));
+  }
+  for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
+    const int64_t ms = std::min(kSubPositions, cnt - s0);
+    const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
+    float* ys = y_block + s0;
+    im2col_columns(xg, p.patch, p0 + s0, ms, col, ld);
+    encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Rescaled, scale + s0, vec + cnt, scale_given);
+    if (!noise) {
+      if (bias_g) {
+        for (int64_t j = 0; j < Ng; ++j) std::fill(ys + j * P, ys + j * P + ms, bias_g[j]);
+      }
+      conv_tile_read(tiles, h, 0, 0, Kg, col, ld, ms, ys, P, bias_g != nullptr);
+      continue;
+    }
+    float root = 1.0f;
+    const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
+    if (!on_tiles) square_rows(col, ld, Kg, ms, sq);
+    for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
+      // Three 16-position vectors, or two where one would be left alone (conv_tile_read's
+      // micro-tiles: a one-vector tile runs at a third of the rate).
+      const int64_t vectors = ceil_div(ms - i0, 16);
+      mi = std::min(ms - i0, (vectors <= 3 || vectors % 3 == 0 ? 3 : 2) * int64_t{16});
+      conv_tile_read(tiles, h, 0, 0, Kg, col + i0, ld, mi, reads, mi, false);
+      const int64_t q0 = (b * G + h) * P + p0 + s0 + i0;
+      const int64_t ldv = ceil_div(mi, 16) * 16;
+      if (on_tiles && tile_variance_read(*tv, h, 0, 0, Kg, sq_bf16.data() + i0, ldq, mi, var, ldv)) {
+        add_column_noise(*noise, q0, 0, h * Ng, Ng, mi, var, ldv, root, reads, z, zt);
+      } else {
+        if (on_tiles) square_rows(col, ld, Kg, ms, sq);  // not expected: the pack serves one row tile
+        conv_tile_read(*noise->conv_tiles, h, 0, 0, Kg, sq + i0, ld, mi, var, mi, false);
+        add_column_noise(*noise, q0, 0, h * Ng, Ng, mi, var, mi, 1.0f, reads, z, zt);
+      }
+      for (int64_t j = 0; j < Ng; ++j) {
+        const float bj = bias_g ? bias_g[j] : 0.0f;
+        const float* r = reads + j * mi;
+        float* yr = ys + j * P + i0;
+        for (int64_t i = 0; i < mi; ++i) yr[i] = r[i] + bj;
+      }
+    }
+  }
+}
+
 void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const float* x,
                 const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise,
                 const ConvTilePack* tiles) {
@@ -552,9 +627,11 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
 
   const InputEncoding enc = encoding_of(a);
   const AdcTiling tiling = tiling_of(a, Kg);
-  const int64_t tc = a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
+  // Without an ADC the columns are one tile (the packs are made so, memristive_matmul_kernel.cc).
+  const int64_t tc = adc && a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
   auto fits = [&](const ConvTilePack* t) { return t && t->K == Kg && t->groups == G && t->Ng == Ng && t->tc == tc; };
-  if (!adc || !fits(tiles) || (noise && !fits(noise->conv_tiles))) tiles = nullptr;
+  // The packed reads serve the ADC path and the encoded path without one (conv_encoded_tiles).
+  if (!(adc || a.encodes_input()) || !fits(tiles) || (noise && !fits(noise->conv_tiles))) tiles = nullptr;
 
   run_tasks(runner, B * blocks, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / blocks;
@@ -581,6 +658,10 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         im2col_columns(xg, p.patch, p0, cnt, col, cnt);
       }
 
+      if (!adc && tiles) {
+        conv_encoded_tiles(a, p, *tiles, noise, xg, b, h, p0, cnt, col, vec, yb, bias_g);
+        continue;
+      }
       if (!adc) {
         if (a.encodes_input()) {
           const bool scale_given = enc.input_range <= 0.0f && cnt == P && patch_maxima(xg, p.patch, scale);

@@ -77,8 +77,10 @@ void add_noise_from_inputs(const LayerPlan& plan, const ReadNoise& noise, const 
 // small (optional): `matrix` packed by pack_small_gemm; the matmul ADC path without read noise
 // then reads its tiles from it (tile_cols a multiple of kSmallGemmPanel, or one column tile), and
 // the encoded matmul path without an ADC runs its product on it when rows <= kSmallGemmMaxRows.
-// tiles (optional): `matrix` packed by pack_conv_tiles for the layer's groups and column tiles;
-// the conv ADC path without read noise then reads its tiles from it.
+// tiles (optional): `matrix` packed by pack_conv_tiles for the layer's groups and column tiles
+// (without an ADC: one column tile per group); the conv ADC path and the encoded conv path
+// without an ADC (a DAC or f) then read it (with read noise, only when noise->conv_tiles is
+// `noise->variance` packed the same way).
 bool run_layer(const OpAttributes& attrs, const LayerPlan& plan, const float* matrix, const float* x,
                const float* bias, float* y, const TaskRunner& runner, const ReadNoise* noise = nullptr,
                const SmallGemmPack* small = nullptr, const ConvTilePack* tiles = nullptr);

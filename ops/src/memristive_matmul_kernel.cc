@@ -223,11 +223,13 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
       !attrs_.conv && (engine == Engine::NativeIdeal || (engine == Engine::Blas && attrs_.reads_tiles()) ||
                        (engine == Engine::Blas && plan.rows <= kSmallGemmMaxRows));
   // D (and with read noise the variance matrix) in column blocks for the conv ADC path's tile
-  // reads, where the AVX-512 kernel runs them (elsewhere OpenBLAS, which packs per call, still
-  // beats plain C++).
-  const int64_t tile_cols = attrs_.tile_cols > 0 ? std::min(attrs_.tile_cols, plan.group_cols) : plan.group_cols;
-  const bool wants_tiles = attrs_.conv && engine == Engine::Blas && attrs_.reads_tiles() &&
-                           small_gemm_best_isa() == GemmIsa::Avx512;
+  // reads, and the matrix for the encoded conv path without an ADC (per-patch DAC or f; one
+  // column tile), where the AVX-512 kernel runs them (elsewhere OpenBLAS, which packs per call,
+  // still beats plain C++).
+  const int64_t tile_cols = attrs_.reads_tiles() && attrs_.tile_cols > 0 ? std::min(attrs_.tile_cols, plan.group_cols)
+                                                                         : plan.group_cols;
+  const bool wants_tiles = attrs_.conv && engine == Engine::Blas &&
+                           (attrs_.reads_tiles() || attrs_.encodes_input()) && small_gemm_best_isa() == GemmIsa::Avx512;
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
     p->source = g;

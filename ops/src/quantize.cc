@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "iv_fast.h"
 #include "runtime_effects.h"
 #include "simd_dispatch.h"
 #include <emmintrin.h>
@@ -355,6 +356,12 @@ static void iv_columns(float* col, int64_t ldc, int64_t K, int64_t count, const 
     pre[p] = scale[p] > 0.0f ? enc.v_max / scale[p] : 0.0f;
     post[p] = scale[p] / enc.v_max;
   }
+#ifdef MEMCC_IV_AVX512
+  if (iv_fast_available()) {
+    iv_apply_columns_fast(col, ldc, K, count, enc.iv_a, enc.iv_b, pre, post);
+    return;
+  }
+#endif
   for (int64_t k = 0; k < K; ++k) iv_apply_each(col + k * ldc, count, enc.iv_a, enc.iv_b, pre, post);
 }
 
