@@ -532,6 +532,30 @@ bool is_pointwise(const Im2colShape& s) {
   return true;
 }
 
+// Read-noise scratch of a conv sub-block loop on packed tiles, per thread: the sub-block's
+// squared voltages (float32, and as bfloat16 row pairs for the tile unit), each read's variances
+// ([column, position], columns rounded up to 16) and its normals (drawn per position, then turned).
+struct ConvNoiseScratch {
+  float* sq = nullptr;
+  float* var = nullptr;
+  float* z = nullptr;
+  float* zt = nullptr;
+  uint32_t* sq_bf16 = nullptr;
+
+  void setup(int64_t sq_floats, int64_t cols, int64_t K, int64_t ldq, bool on_tiles) {
+    sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(sq_floats));
+    const int64_t cols16 = ceil_div(cols, 16) * 16;
+    var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(cols16 * kReadPositions + 2 * 16 * cols));
+    z = var + cols16 * kReadPositions;
+    zt = z + 16 * cols;
+    if (on_tiles) {
+      thread_local std::vector<uint32_t> bf16;
+      bf16.resize(static_cast<size_t>(ceil_div(K, 32) * 16 * ldq));
+      sq_bf16 = bf16.data();
+    }
+  }
+};
+
 // Conv without an ADC whose voltages depend on each patch (input_range = 0 with a DAC or f):
 // e(X) cannot be encoded once for the whole image, so the product runs on the layer's matrix
 // (weight_scale * D) packed once (conv_tiles.h) as the ADC path reads it, a sub-block of
@@ -550,22 +574,14 @@ void conv_encoded_tiles(const OpAttributes& a, const LayerPlan& p, const ConvTil
   const int64_t ldq = ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad;
   // Read noise: the currents of a few positions ([column, position]), their variances and normals.
   float* reads = nullptr;
-  float* sq = nullptr;
-  float* var = nullptr;
-  float* z = nullptr;
-  float* zt = nullptr;
   const TileVariancePack* tv = noise ? noise->tile_variance : nullptr;
   if (tv && (tv->K != Kg || tv->groups != G || tv->Ng != Ng || tv->tc != Ng)) tv = nullptr;
-  thread_local std::vector<uint32_t> sq_bf16;
+  ConvNoiseScratch ns;
   if (noise) {
     reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(Ng * kReadPositions));
-    sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(Kg * ldq));
-    const int64_t n16 = ceil_div(Ng, 16) * 16;
-    var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(n16 * kReadPositions + 2 * 16 * Ng));
-    z = var + n16 * kReadPositions;
-    zt = z + 16 * Ng;
-    if (tv) sq_bf16.resize(static_cast<size_t>(ceil_div(Kg, 32) * 16 * ldq));
+    ns.setup(Kg * ldq, Ng, Kg, ldq, tv != nullptr);
   }
+  float *const sq = ns.sq, *const var = ns.var, *const z = ns.z, *const zt = ns.zt;
   for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
     const int64_t ms = std::min(kSubPositions, cnt - s0);
     const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
@@ -580,7 +596,7 @@ void conv_encoded_tiles(const OpAttributes& a, const LayerPlan& p, const ConvTil
       continue;
     }
     float root = 1.0f;
-    const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
+    const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, ns.sq_bf16, ldq, &root);
     if (!on_tiles) square_rows(col, ld, Kg, ms, sq);
     for (int64_t i0 = 0, mi = 0; i0 < ms; i0 += mi) {
       // Three 16-position vectors, or two where one would be left alone (conv_tile_read's
@@ -590,7 +606,7 @@ void conv_encoded_tiles(const OpAttributes& a, const LayerPlan& p, const ConvTil
       conv_tile_read(tiles, h, 0, 0, Kg, col + i0, ld, mi, reads, mi, false);
       const int64_t q0 = (b * G + h) * P + p0 + s0 + i0;
       const int64_t ldv = ceil_div(mi, 16) * 16;
-      if (on_tiles && tile_variance_read(*tv, h, 0, 0, Kg, sq_bf16.data() + i0, ldq, mi, var, ldv)) {
+      if (on_tiles && tile_variance_read(*tv, h, 0, 0, Kg, ns.sq_bf16 + i0, ldq, mi, var, ldv)) {
         add_column_noise(*noise, q0, 0, h * Ng, Ng, mi, var, ldv, root, reads, z, zt);
       } else {
         if (on_tiles) square_rows(col, ld, Kg, ms, sq);  // not expected: the pack serves one row tile
@@ -685,10 +701,6 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
         float* adc_scratch = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(3 * kReadPositions + tc));
         // Read noise: the sub-block's squared voltages, each read's variances ([column,
         // position], like the currents) and its normals (drawn per position, then turned).
-        float* sq = nullptr;
-        float* var = nullptr;
-        float* z = nullptr;
-        float* zt = nullptr;
         // On the tile unit (AMX-BF16) the squares are bfloat16 row pairs, and a read's variances
         // come out in whole 16 x 16 tiles (rows and positions rounded up to 16).
         const TileVariancePack* tv = noise ? noise->tile_variance : nullptr;
@@ -696,16 +708,10 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
                    (tiling.tile_rows % 32 != 0 && tiling.tile_rows < Kg))) {
           tv = nullptr;
         }
-        thread_local std::vector<uint32_t> sq_bf16;
         const int64_t ldq = ceil_div(std::min(cnt, kSubPositions), 16) * 16 + kSubPad;
-        if (noise) {
-          sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(col_floats));
-          const int64_t tc16 = ceil_div(tc, 16) * 16;
-          var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(tc16 * kReadPositions + 2 * 16 * tc));
-          z = var + tc16 * kReadPositions;
-          zt = z + 16 * tc;
-          if (tv) sq_bf16.resize(static_cast<size_t>(ceil_div(Kg, 32) * 16 * ldq));
-        }
+        ConvNoiseScratch ns;
+        if (noise) ns.setup(col_floats, tc, Kg, ldq, tv != nullptr);
+        float *const sq = ns.sq, *const var = ns.var, *const z = ns.z, *const zt = ns.zt;
         for (int64_t s0 = 0; s0 < cnt; s0 += kSubPositions) {
           const int64_t ms = std::min(kSubPositions, cnt - s0);
           const int64_t ld = ceil_div(ms, 16) * 16 + kSubPad;
@@ -713,7 +719,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Voltages, scale + s0, vec + cnt, scale_given);
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
           float root = 1.0f;
-          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, sq_bf16.data(), ldq, &root);
+          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, ns.sq_bf16, ldq, &root);
           if (noise && !on_tiles) square_rows(col, ld, Kg, ms, sq);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);
@@ -729,7 +735,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
                 if (noise) {
                   const int64_t q0 = (b * G + h) * P + p0 + s0 + i0, r = r0 / tiling.tile_rows;
                   const int64_t ldv = ceil_div(mi, 16) * 16;
-                  if (on_tiles && tile_variance_read(*tv, h, c0, r0, kr, sq_bf16.data() + i0, ldq, mi, var, ldv)) {
+                  if (on_tiles && tile_variance_read(*tv, h, c0, r0, kr, ns.sq_bf16 + i0, ldq, mi, var, ldv)) {
                     add_column_noise(*noise, q0, r, h * Ng + c0, nc, mi, var, ldv, root, reads, z, zt);
                   } else {
                     if (on_tiles) square_rows(col + r0 * ld, ld, kr, ms, sq + r0 * ld);  // not expected

@@ -232,9 +232,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
                            (attrs_.reads_tiles() || attrs_.encodes_input()) && small_gemm_best_isa() == GemmIsa::Avx512;
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
-    p->source = g;
-    p->shape = g_shape;
-    p->time = time;
+    p->set(g, g_shape, time);
     const int64_t S = g_shape[0], K = g_shape[1], N = g_shape[2];
     // Drift first: every matrix below is made of the conductances at `time`.
     std::vector<float> drifted;
@@ -298,8 +296,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
     return std::shared_ptr<const Packed>(std::move(p));
   };
   auto usable = [&](const Packed& p) {
-    if (p.source != g || p.shape != g_shape) return false;
-    if (drifts && p.time != time) return false;
+    if (!p.made_from(g, g_shape, time, drifts)) return false;
     if (engine == Engine::NativeIdeal && attrs_.conv && p.weights.empty()) return false;
     if (wants_small && p.small.empty()) return false;
     if (wants_tiles && (p.conv_tiles.empty() || p.conv_tiles.groups != plan.group || p.conv_tiles.tc != tile_cols ||

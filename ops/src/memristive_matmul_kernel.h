@@ -52,14 +52,11 @@ class MemristiveMatMulKernel {
   enum class Engine { Blas, NativeIdeal, NativeBatched };
 
   // The matrices of one G tensor, in the layouts the engines read.
-  struct Packed {
-    const void* source = nullptr;
-    std::vector<int64_t> shape;
+  struct Packed : PackedSource {
     std::vector<float> matrix;   // [K, N]: weight_scale * D (D with the ADC on); OpenBLAS, Gemm
     std::vector<float> weights;  // [N, K]: (weight_scale * D)^T, an ONNX Conv weight (ideal conv)
     std::vector<float> batched;  // pack_batched of D (onnxruntime MatMul engine)
     TileGeometry geometry;       // of `batched`
-    double time = 0.0;           // the drift time the matrices were packed for
     std::vector<float> variance;  // [K, N]: sigma^2 sum_s G'^2 (read noise; sigma scaled, variance_sigma)
     VariancePack variance_packed;  // variance for variance_gemm (AMX-BF16 CPUs only)
     std::vector<float> variance_weights;  // [N, K]: variance^T, an ONNX Conv weight (native conv, noise)

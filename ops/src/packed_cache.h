@@ -4,10 +4,29 @@
 // between runs behind the same pointer, so it is packed on every call.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace memcc {
+
+// What a packing was made from: G's buffer and shape, and the drift time it was drifted to.
+struct PackedSource {
+  const void* source = nullptr;
+  std::vector<int64_t> shape;
+  double time = 0.0;
+
+  void set(const void* g, const std::vector<int64_t>& g_shape, double t) {
+    source = g;
+    shape = g_shape;
+    time = t;
+  }
+  // The time matters only when the layer drifts.
+  bool made_from(const void* g, const std::vector<int64_t>& g_shape, double t, bool drifts) const {
+    return source == g && shape == g_shape && (!drifts || time == t);
+  }
+};
 
 template <class Packed>
 class PackedCache {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "amx_tile_config.h"
 #include "layer_compute.h"
 #include "simd_dispatch.h"
 #include "variance_gemm.h"
@@ -50,14 +51,6 @@ bool cpu_has_bf16_vectors() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
 }
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // The bits of max |x[i]|, i < n: for floats >= 0 the integer order of the bits is the numeric
 // order, and a NaN or inf gives bits >= 0x7F800000 (integer max vectorises; float max does not,

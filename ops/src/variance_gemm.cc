@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "amx_tile_config.h"
 #include "float_bits.h"
 #include "simd_dispatch.h"
 
@@ -73,14 +74,6 @@ bool amx_probe() {
   constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
 }
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // c[i * ldc + j] = the product's row i, column j (i < mp, j < 32 n_pairs).
 // tmm0-tmm3: 16 x 16 float32 accumulators (two row blocks of 16 vectors by the pair's two

@@ -81,9 +81,7 @@ std::shared_ptr<const CudaMemristiveMatMulKernel::Packed> CudaMemristiveMatMulKe
   const bool drifts = drift_enabled(attrs_);
   auto pack = [&] {
     auto p = std::make_shared<Packed>();
-    p->source = g;
-    p->shape = g_shape;
-    p->time = time;
+    p->set(g, g_shape, time);
     const int64_t S = g_shape[0], K = g_shape[1], N = g_shape[2];
     cuda::PackSpec spec;
     spec.g_ref = attrs_.g_ref;
@@ -103,7 +101,7 @@ std::shared_ptr<const CudaMemristiveMatMulKernel::Packed> CudaMemristiveMatMulKe
     return std::shared_ptr<const Packed>(std::move(p));
   };
   auto usable = [&](const Packed& p) {
-    return p.source == g && p.shape == g_shape && (!drifts || p.time == time);
+    return p.made_from(g, g_shape, time, drifts);
   };
   return packed_.get(usable, pack);
 }

@@ -33,14 +33,11 @@ class CudaMemristiveMatMulKernel {
   CudaMemristiveMatMulKernel(const OrtApi& api, KernelSetup setup);
 
   // The matrices of one G on the device (cudaMalloc: they live as long as the session needs them).
-  struct Packed {
+  struct Packed : PackedSource {
     Packed() = default;
     Packed(const Packed&) = delete;
     Packed& operator=(const Packed&) = delete;
     ~Packed();
-    const void* source = nullptr;
-    std::vector<int64_t> shape;
-    double time = 0.0;
     float* matrix = nullptr;    // [K, N]: weight_scale * D (ideal) or D
     float* variance = nullptr;  // [K, N]: sigma^2 sum_s G'^2 (read noise)
   };
