@@ -15,6 +15,8 @@
 #include "crossbar_mac.h"
 #include "errors.h"
 #include "im2col.h"
+#include "normals_avx512.h"
+#include "philox.h"
 #include "quantize.h"
 #include "scratch.h"
 #include "simd_dispatch.h"
@@ -282,11 +284,20 @@ void add_block_terms(float* y, int64_t ld, const float* var, int64_t ldv, const 
 }
 
 // The read-noise terms of one tile read in [column, position] order (reads[j * m + i],
-// var[j * ldv + i] times f^2): normal(key; c, q0 + i, r, j0 + j), drawn along the columns 16
-// positions at a time and turned, so that each column's terms are added to its contiguous run of
-// positions. z and zt hold 16 * nc floats each.
+// var[j * ldv + i] times f^2): normal(key; c, q0 + i, r, j0 + j). With AVX-512 drawn one lane per
+// position (add_column_terms_avx512); elsewhere along the columns 16 positions at a time and
+// turned, so that each column's terms are added to its contiguous run of positions. z and zt
+// hold 16 * nc floats each.
 void add_column_noise(const ReadNoise& noise, int64_t q0, int64_t r, int64_t j0, int64_t nc, int64_t m,
                       const float* var, int64_t ldv, float f, float* reads, float* z, float* zt) {
+#ifdef MEMCC_NORMALS_AVX512
+  if (normals_avx512_available()) {
+    add_column_terms_avx512(philox::key_lo(noise.key), philox::key_hi(noise.key),
+                            static_cast<uint32_t>(noise.execution), static_cast<uint32_t>(q0),
+                            static_cast<uint32_t>(r), static_cast<uint32_t>(j0), nc, m, var, ldv, f, reads, m);
+    return;
+  }
+#endif
   for (int64_t i0 = 0; i0 < m; i0 += 16) {
     const int64_t nq = std::min<int64_t>(16, m - i0);
     for (int64_t i = 0; i < nq; ++i) {

@@ -119,23 +119,93 @@ MEMCC_AVX512 inline __m512i pack_high(__m512i a, __m512i b) {
   return _mm512_permutex2var_epi32(a, idx, b);
 }
 
-// Philox4x32-10 of the 16 counters (c0, c1, c2, g .. g + 15 mod 2^30), words as 16-lane
-// vectors. The last round runs on the packed lanes: the high halves of its products are packed
-// straight from where vpmuludq leaves them.
+// Philox words of 16 counters as 16-lane vectors.
 struct Words16 {
   __m512i x0, x1, x2, x3;
 };
-MEMCC_AVX512 inline Words16 philox16(const PhiloxPrefix& q, uint32_t g) {
+
+// Round keys and the scalar part of rounds 1-3 for counters (c0, *, c2, g): the counters of
+// add_column_terms_avx512, whose lanes differ in word 1 (the position) only.
+struct PhiloxPrefixW1 {
+  uint64_t rk0[10], rk1[10];
+  uint64_t r1_x0;   // round 1: w0 = w1_in ^ r1_x0 (w1, w2, w3 shared)
+  uint64_t r2_x2;   // round 2: w2 = hi(p0) ^ r2_x2, w3 = p0 (w0, w1 shared)
+  uint64_t r3_x0;   // round 3: w0 = hi(p1) ^ r3_x0, w1 = p1
+  uint64_t r3_p0;   // round 3: w2 = hi(p0) ^ w3 ^ rk1[2] with the shared product p0 = r3_p0
+};
+
+MEMCC_AVX512 inline PhiloxPrefixW1 philox_prefix_w1(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c2, uint32_t g) {
+  PhiloxPrefixW1 q{};
+  uint32_t rk0[10], rk1[10];
+  for (int r = 0; r < 10; ++r) {
+    rk0[r] = k0 + static_cast<uint32_t>(r) * philox::kWeyl0;
+    rk1[r] = k1 + static_cast<uint32_t>(r) * philox::kWeyl1;
+    q.rk0[r] = rk0[r];
+    q.rk1[r] = rk1[r];
+  }
+  // Round 1: words 0 and 2 are c0 and c2 for every counter; word 0 out takes the lane's c1.
+  const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
+  const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
+  q.r1_x0 = hi32(a_p1) ^ rk0[0];
+  const uint32_t a1 = lo32(a_p1), a2 = hi32(a_p0) ^ g ^ rk1[0], a3 = lo32(a_p0);
+  q.r2_x2 = a3 ^ rk1[1];
+  // Round 2: word 2 (a2) is shared, so are words 0 and 1 out.
+  const uint64_t b_p1 = static_cast<uint64_t>(philox::kMul1) * a2;
+  const uint32_t b0 = hi32(b_p1) ^ a1 ^ rk0[1], b1 = lo32(b_p1);
+  q.r3_x0 = b1 ^ rk0[2];
+  // Round 3: word 0 (b0) is shared.
+  q.r3_p0 = static_cast<uint64_t>(philox::kMul0) * b0;
+  return q;
+}
+
+// Rounds 1-9 of Philox4x32-10 for the 8 counters (c0, c1 .. c1 + 7, c2, g).
+MEMCC_AVX512 inline Lanes8 philox8_nine_rounds_w1(const PhiloxPrefixW1& q, uint32_t c1) {
   const __m512i m0 = bcast(philox::kMul0), m1 = bcast(philox::kMul1);
-  const Lanes8 a = philox8_nine_rounds(q, g), b = philox8_nine_rounds(q, g + 8u);
+  const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i w1_in = _mm512_add_epi32(_mm512_set1_epi64(c1), lane);  // low halves wrap mod 2^32
+  // Round 1: only word 0 is per lane.
+  const __m512i a0 = _mm512_xor_si512(w1_in, bcast64(q.r1_x0));
+  // Round 2: words 2 and 3 are per lane.
+  const __m512i b_p0 = mul_lo(a0, m0);
+  const __m512i b2 = _mm512_xor_si512(hi_half(b_p0), bcast64(q.r2_x2));
+  // Round 3: word 0 is shared.
+  Lanes8 s;
+  {
+    const __m512i p1 = mul_lo(b2, m1);
+    s.w0 = _mm512_xor_si512(hi_half(p1), bcast64(q.r3_x0));
+    s.w1 = p1;
+    s.w2 = _mm512_ternarylogic_epi64(b_p0, bcast64(q.r3_p0 >> 32), bcast64(q.rk1[2]), kXor3);
+    s.w3 = bcast64(q.r3_p0 & 0xFFFFFFFFu);
+  }
+#pragma GCC unroll 6
+  for (int r = 3; r < 9; ++r) {
+    const __m512i p0 = mul_lo(s.w0, m0), p1 = mul_lo(s.w2, m1);
+    s.w0 = _mm512_ternarylogic_epi64(hi_half(p1), s.w1, bcast64(q.rk0[r]), kXor3);
+    s.w2 = _mm512_ternarylogic_epi64(hi_half(p0), s.w3, bcast64(q.rk1[r]), kXor3);
+    s.w1 = p1;
+    s.w3 = p0;
+  }
+  return s;
+}
+
+// The last round of 16 counters from two 8-lane halves, run on the packed lanes (a's first):
+// the high halves of its products are packed straight from where vpmuludq leaves them.
+MEMCC_AVX512 inline Words16 philox_last_round(const Lanes8& a, const Lanes8& b, uint32_t rk0, uint32_t rk1) {
+  const __m512i m0 = bcast(philox::kMul0), m1 = bcast(philox::kMul1);
   const __m512i pa0 = mul_lo(a.w0, m0), pa1 = mul_lo(a.w2, m1);
   const __m512i pb0 = mul_lo(b.w0, m0), pb1 = mul_lo(b.w2, m1);
   Words16 x;
-  x.x0 = _mm512_ternarylogic_epi32(pack_high(pa1, pb1), pack_low(a.w1, b.w1), bcast(static_cast<uint32_t>(q.rk0[9])), kXor3);
+  x.x0 = _mm512_ternarylogic_epi32(pack_high(pa1, pb1), pack_low(a.w1, b.w1), bcast(rk0), kXor3);
   x.x1 = pack_low(pa1, pb1);
-  x.x2 = _mm512_ternarylogic_epi32(pack_high(pa0, pb0), pack_low(a.w3, b.w3), bcast(static_cast<uint32_t>(q.rk1[9])), kXor3);
+  x.x2 = _mm512_ternarylogic_epi32(pack_high(pa0, pb0), pack_low(a.w3, b.w3), bcast(rk1), kXor3);
   x.x3 = pack_low(pa0, pb0);
   return x;
+}
+
+// Philox4x32-10 of the 16 counters (c0, c1, c2, g .. g + 15 mod 2^30).
+MEMCC_AVX512 inline Words16 philox16(const PhiloxPrefix& q, uint32_t g) {
+  const Lanes8 a = philox8_nine_rounds(q, g), b = philox8_nine_rounds(q, g + 8u);
+  return philox_last_round(a, b, static_cast<uint32_t>(q.rk0[9]), static_cast<uint32_t>(q.rk1[9]));
 }
 
 // ln(1 + f) = f + f^2 R(f) on [-1/2, 0], R of degree 7 (least maximum relative error, fitted
@@ -206,23 +276,32 @@ MEMCC_AVX512 inline void cos_sin_two_pi(__m512i x, __m512* c, __m512* s) {
   *s = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(s_abs), qs, sign_bit, kXorAnd));
 }
 
-// 64 consecutive normals as four vectors.
+// 64 normals as four vectors.
 struct Normals64 {
   __m512 z[4];
 };
 
-// The 64 normals of 16 Philox outputs (words as 16-lane vectors), in the spec's order: normal l
-// of output i is element 4 i + l.
-MEMCC_AVX512 inline Normals64 box_muller16(__m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+// The four normals of each of 16 Philox outputs (words as 16-lane vectors), one vector per
+// normal number: z[l] lane i is normal l of output i.
+MEMCC_AVX512 inline Normals64 box_muller16_planar(__m512i x0, __m512i x1, __m512i x2, __m512i x3) {
   const __m512 rho1 = sqrt_positive(minus_two_ln_unit(x0));
   const __m512 rho2 = sqrt_positive(minus_two_ln_unit(x2));
   __m512 c1, s1, c2, s2;
   cos_sin_two_pi(x1, &c1, &s1);
   cos_sin_two_pi(x3, &c2, &s2);
-  c1 = _mm512_mul_ps(rho1, c1);
-  s1 = _mm512_mul_ps(rho1, s1);
-  c2 = _mm512_mul_ps(rho2, c2);
-  s2 = _mm512_mul_ps(rho2, s2);
+  Normals64 n;
+  n.z[0] = _mm512_mul_ps(rho1, c1);
+  n.z[1] = _mm512_mul_ps(rho1, s1);
+  n.z[2] = _mm512_mul_ps(rho2, c2);
+  n.z[3] = _mm512_mul_ps(rho2, s2);
+  return n;
+}
+
+// The 64 normals of 16 Philox outputs (words as 16-lane vectors), in the spec's order: normal l
+// of output i is element 4 i + l.
+MEMCC_AVX512 inline Normals64 box_muller16(__m512i x0, __m512i x1, __m512i x2, __m512i x3) {
+  const Normals64 planar = box_muller16_planar(x0, x1, x2, x3);
+  const __m512 c1 = planar.z[0], s1 = planar.z[1], c2 = planar.z[2], s2 = planar.z[3];
   // Interleave: (c1 s1) pairs of outputs 0-7 and 8-15, likewise (c2 s2), then the pairs of the
   // two as 64-bit elements.
   const __m512i pair_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -313,6 +392,37 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                       cur[at + j] += std::sqrt(v) * edge[skip + j];
                     }
                   });
+  }
+}
+
+MEMCC_AVX512 void add_column_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t q0, uint32_t c2,
+                                          uint32_t j0, int64_t nc, int64_t nq, const float* variance, int64_t ldv,
+                                          float f, float* reads, int64_t ldr) {
+  const __m512 zero = _mm512_setzero_ps(), vf = _mm512_set1_ps(f);
+  const int64_t g_end = (static_cast<int64_t>(j0) + nc + 3) / 4;
+  // Column groups outer: one prefix per group serves all positions; each Philox call's four
+  // normals are the group's four columns at 16 positions, in the layout of var and reads.
+  for (int64_t g = j0 / 4; g < g_end; ++g) {
+    const PhiloxPrefixW1 pre = philox_prefix_w1(k0, k1, c0, c2, static_cast<uint32_t>(g));
+    for (int64_t i0 = 0; i0 < nq; i0 += 16) {
+      const int64_t m = std::min<int64_t>(16, nq - i0);
+      const __mmask16 k = static_cast<__mmask16>(m >= 16 ? 0xFFFFu : (1u << m) - 1u);
+      const uint32_t q = q0 + static_cast<uint32_t>(i0);
+      const Lanes8 a = philox8_nine_rounds_w1(pre, q), b = philox8_nine_rounds_w1(pre, q + 8u);
+      const Words16 w = philox_last_round(a, b, static_cast<uint32_t>(pre.rk0[9]), static_cast<uint32_t>(pre.rk1[9]));
+      const Normals64 n = box_muller16_planar(w.x0, w.x1, w.x2, w.x3);
+      for (int l = 0; l < 4; ++l) {
+        const int64_t j = 4 * g + l - j0;
+        if (j < 0 || j >= nc) continue;
+        const __m512 v = _mm512_maskz_loadu_ps(k, variance + j * ldv + i0);
+        // max(v, 0) with a NaN variance giving 0, as the portable loop's comparison does.
+        const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+        __m512 root = _mm512_maskz_sqrt_ps(0xFFFF, pos);
+        if (f != 1.0f) root = _mm512_mul_ps(root, vf);
+        float* y = reads + j * ldr + i0;
+        _mm512_mask_storeu_ps(y, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, y), _mm512_mul_ps(root, n.z[l])));
+      }
+    }
   }
 }
 

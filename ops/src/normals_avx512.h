@@ -43,6 +43,13 @@ void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1,
                              int64_t lead, int64_t count, int64_t rows, const float* variance, int64_t ldv,
                              const float* row_factor, float* currents, int64_t ldc);
 
+// reads[j * ldr + i] += sqrt(max(variance[j * ldv + i], 0)) * f * normal(key; c0, q0 + i, c2, j0 + j)
+// for j < nc, i < nq (counter words mod 2^32), with key = (k0, k1): the read-noise terms of one
+// tile read in [column, position] layout. One SIMD lane per position, so each Philox call's four
+// normals are four columns' 16-position vectors: no transposes. A NaN variance counts as 0.
+void add_column_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t q0, uint32_t c2, uint32_t j0, int64_t nc,
+                             int64_t nq, const float* variance, int64_t ldv, float f, float* reads, int64_t ldr);
+
 // The four normals (rho1 cos, rho1 sin, rho2 cos, rho2 sin) of each given Philox output:
 // x[4 i .. 4 i + 3] are the words x0..x3 of output i, out[4 i .. 4 i + 3] its normals. The same
 // transforms as normals_avx512, for tests that pick the words (edge cases Philox rarely yields).

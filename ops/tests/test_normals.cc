@@ -180,3 +180,51 @@ TEST(effects_read_noise_terms_match_definition) {
   }
   }
 }
+
+#ifdef MEMCC_NORMALS_AVX512
+TEST(effects_column_terms_exact_per_counter) {
+  // add_column_terms_avx512 draws one lane per position: every term must use exactly the normal
+  // counter_normals gives for its counter (c, q0 + i, r, j0 + j), bit for bit, with position
+  // counts around the 16 lanes, column starts at every lane of a Philox group, a position word
+  // that wraps around 2^32, a scale f, and zero, negative and NaN variances adding nothing.
+  if (!normals_avx512_available()) return;
+  const uint64_t key = 0x123456789abull;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0.0f, 2.0f);
+  for (uint32_t q0 : {0u, 7u, 0xfffffff9u}) {
+    for (int64_t j0 : {0, 1, 2, 3, 128, 131}) {
+      for (int64_t nc : {1, 3, 4, 5, 17, 64}) {
+        for (int64_t nq : {1, 15, 16, 17, 48}) {
+          for (float f : {1.0f, 0.5f}) {
+            const int64_t ldv = nq + 2, ldr = nq + 5;
+            std::vector<float> var(static_cast<size_t>(nc * ldv)), reads(static_cast<size_t>(nc * ldr));
+            for (auto& v : var) v = u(rng);
+            for (auto& r : reads) r = u(rng) - 1.0f;
+            var[0] = 0.0f;
+            var[static_cast<size_t>((nc - 1) * ldv + nq - 1)] = -1.0f;
+            var[static_cast<size_t>((nc / 2) * ldv + nq / 2)] = NAN;
+            const std::vector<float> before = reads;
+            add_column_terms_avx512(philox::key_lo(key), philox::key_hi(key), 6u, q0, 2u, static_cast<uint32_t>(j0), nc,
+                                    nq, var.data(), ldv, f, reads.data(), ldr);
+            for (int64_t j = 0; j < nc; ++j) {
+              for (int64_t i = 0; i < ldr; ++i) {
+                const size_t at = static_cast<size_t>(j * ldr + i);
+                if (i >= nq) {
+                  CHECK_EQ(reads[at], before[at]);  // nothing past the read's positions
+                  continue;
+                }
+                float z = 0.0f;
+                counter_normals(key, 6u, q0 + static_cast<uint32_t>(i), 2u, static_cast<uint32_t>(j0 + j), 1, &z);
+                const float v = var[static_cast<size_t>(j * ldv + i)];
+                float root = std::sqrt(v > 0.0f ? v : 0.0f);
+                if (f != 1.0f) root *= f;
+                CHECK_EQ(reads[at], before[at] + root * z);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+#endif
