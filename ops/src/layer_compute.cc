@@ -361,11 +361,20 @@ void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64
   for (int64_t i = 0; i < n_in; ++i) sq[i] = u[i] * u[i];
   if (columns && ldy_row == 1) {
     // Conv (Y is [column, position]): the variances in Y's layout, then the normals of 16
-    // vectors at a time added along each column's run of positions (no scatter per vector).
+    // vectors at a time added along each column's run of positions (no scatter per vector); with
+    // AVX-512 drawn one lane per vector, already in that layout.
     constexpr int64_t kBlock = 16;
     float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(nc * m + kBlock * nc));
     float* zb = var + nc * m;
     sgemm(true, nc, m, K, noise.variance + j0, N, sq, ldu, 0.0f, var, m);
+#ifdef MEMCC_NORMALS_AVX512
+    if (normals_avx512_available()) {
+      add_column_terms_avx512(philox::key_lo(noise.key), philox::key_hi(noise.key),
+                              static_cast<uint32_t>(noise.execution), static_cast<uint32_t>(q0), 0u,
+                              static_cast<uint32_t>(j0), nc, m, var, m, 1.0f, y, ldy_col);
+      return;
+    }
+#endif
     for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
       const int64_t nq = std::min(kBlock, m - i0);
       for (int64_t i = 0; i < nq; ++i) {
