@@ -112,6 +112,25 @@ TEST(variance_conv_within_bound) {
   CHECK(worst > std::ldexp(1.0, -16));
 }
 
+TEST(variance_conv_row_and_flat_blocks) {
+  // Widths around the 16-position grid: output rows of 16 or 32 with a 3-wide kernel get blocks
+  // of their own (fewer positions than running through the padding columns), other widths run
+  // through the flattened rows; odd block counts (odd heights) pad the last pair.
+  if (pack_variance_conv(std::vector<float>(9, 1.0f).data(), 9, 1, 1, 1).empty()) return;
+  for (const int64_t W : {14, 15, 16, 17, 31, 32, 33}) {
+    for (const int64_t H : {1, 3, 4}) {
+      const Layer l = make_layer(2, 40, H, W, 20, 1, V{3, 3}, V{1, 1, 1, 1}, V{1, 1}, V{1, 1});
+      std::vector<float> var;
+      CHECK(run(l, var));
+      const auto want = naive_variance(l);
+      CHECK_EQ(var.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        CHECK(std::fabs(double(var[i]) - want[i]) <= (std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + 1e-5) * want[i]);
+      }
+    }
+  }
+}
+
 TEST(variance_conv_declines) {
   if (pack_variance_conv(std::vector<float>(9, 1.0f).data(), 9, 1, 1, 1).empty()) return;
   std::vector<float> var;
