@@ -40,8 +40,15 @@ uint16_t to_bf16(float f) {
 
 struct Geometry {
   int64_t H, W, Ho, Wo, Hp, Wp, pt, pl, dh, dw, kh, kw;
-  int64_t Q;   // flattened output positions computed: Ho rows of Wp
-  int64_t Qp;  // Q rounded up to two tiles of positions
+  // Positions go in blocks of 16, each starting at a flattened padded-image index (its input at
+  // kernel offset o starts there plus the offset); block b's results sit at b * 16 in the
+  // variance buffer, so output (oy, ox) is at oy * R + ox. Either the blocks run through the
+  // flattened rows (R = Wp: the padding columns computed and dropped) or each output row gets
+  // its own blocks (R = Wo rounded up to 16: the ends of rows computed and dropped), whichever
+  // computes fewer positions (16 x 16 outputs, 3 x 3: 256, not 288).
+  std::vector<int64_t> starts;  // an even count (a pair of blocks per step)
+  int64_t R;
+  int64_t Qp;  // positions in the variance buffer: 16 per block
   int64_t FL;  // pairs per channel pair in the converted input
 };
 
@@ -128,8 +135,9 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_conv(const VarianceConvPac
     for (int64_t nt = 0; nt < pk.n_tiles; nt += 2) {
       const uint16_t* a0 = group + nt * per_ntile + ct * kTile;
       const uint16_t* a1 = a0 + per_ntile;
-      for (int64_t q0 = 0; q0 < g.Qp; q0 += 32) {
-        float* c = out + nt * kCols * g.Qp + q0;
+      for (size_t b = 0; b < g.starts.size(); b += 2) {
+        const int64_t s0 = g.starts[b], s1 = g.starts[b + 1];
+        float* c = out + nt * kCols * g.Qp + static_cast<int64_t>(b) * 16;
         if (ct == 0) {
           _tile_zero(0);
           _tile_zero(1);
@@ -144,9 +152,8 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_conv(const VarianceConvPac
         for (int64_t o = 0; o < pk.ks; ++o) {
           _tile_loadd(4, a0 + o * per_offset, 64);
           _tile_loadd(5, a1 + o * per_offset, 64);
-          const uint32_t* xo = xc + q0 + offsets[o];
-          _tile_loadd(6, xo, xstride);
-          _tile_loadd(7, xo + 16, xstride);
+            _tile_loadd(6, xc + s0 + offsets[o], xstride);
+          _tile_loadd(7, xc + s1 + offsets[o], xstride);
           _tile_dpbf16ps(0, 4, 6);
           _tile_dpbf16ps(1, 4, 7);
           _tile_dpbf16ps(2, 5, 6);
@@ -162,14 +169,14 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_conv(const VarianceConvPac
   _tile_release();
 }
 
-// out[j * Ho * Wo + oy * Wo + ox] = c[j * Qp + oy * Wp + ox] * u1 * u2 for j < cols (two
+// out[j * Ho * Wo + oy * Wo + ox] = c[j * Qp + oy * R + ox] * u1 * u2 for j < cols (two
 // power-of-two factors: their product may lie outside float32's range when the result does not).
 __attribute__((target("avx512f"))) void compact(const float* c, const Geometry& g, int64_t cols, float u1,
                                                 float u2, float* out) {
   const __m512 vu = _mm512_set1_ps(u1), vu2 = _mm512_set1_ps(u2);
   for (int64_t j = 0; j < cols; ++j) {
     for (int64_t oy = 0; oy < g.Ho; ++oy) {
-      const float* src = c + j * g.Qp + oy * g.Wp;
+      const float* src = c + j * g.Qp + oy * g.R;
       float* dst = out + (j * g.Ho + oy) * g.Wo;
       for (int64_t ox = 0; ox < g.Wo; ox += 16) {
         const int64_t n = std::min<int64_t>(16, g.Wo - ox);
@@ -399,12 +406,22 @@ bool variance_conv(const VarianceConvPack& pk, const LayerPlan& plan, const floa
   g.Hp = g.Ho + (g.kh - 1) * g.dh;
   g.Wp = g.Wo + (g.kw - 1) * g.dw;
   if (g.Ho <= 0 || g.Wo <= 0 || g.pt < 0 || g.pl < 0 || g.pt + g.H > g.Hp || g.pl + g.W > g.Wp) return false;
-  g.Q = g.Ho * g.Wp;
-  g.Qp = (g.Q + 31) / 32 * 32;
+  const int64_t row_blocks = (g.Wo + 15) / 16;
+  if (g.Ho * row_blocks * 16 < g.Ho * g.Wp) {
+    g.R = row_blocks * 16;
+    for (int64_t oy = 0; oy < g.Ho; ++oy) {
+      for (int64_t bx = 0; bx < row_blocks; ++bx) g.starts.push_back(oy * g.Wp + bx * 16);
+    }
+  } else {
+    g.R = g.Wp;
+    for (int64_t q = 0; q < g.Ho * g.Wp; q += 16) g.starts.push_back(q);
+  }
+  if (g.starts.size() % 2 != 0) g.starts.push_back(g.starts.back());  // computed twice, one kept
+  g.Qp = static_cast<int64_t>(g.starts.size()) * 16;
   const int64_t max_off = (g.kh - 1) * g.dh * g.Wp + (g.kw - 1) * g.dw;
   // Rows of a tile load are FL pairs apart: an odd number of cache lines, so that they spread
   // over the L1 sets.
-  g.FL = (std::max(g.Hp * g.Wp, g.Qp + max_off) + 15) / 16 * 16;
+  g.FL = (std::max(g.Hp * g.Wp, g.starts.back() + 16 + max_off) + 15) / 16 * 16;
   if (g.FL / 16 % 2 == 0) g.FL += 16;
   std::vector<int64_t> offsets(static_cast<size_t>(pk.ks));
   for (int64_t ky = 0; ky < g.kh; ++ky) {

@@ -8,7 +8,8 @@
 // Layout: per image and group the squared inputs are stored as channel pairs over the padded
 // image, flattened ([C/2][Hp * Wp][2] bfloat16), so that for stride 1 the inputs of 16
 // consecutive flattened output positions at one kernel offset are 64 contiguous bytes, one row
-// of a tile: no im2col. Positions in the padding columns are computed and dropped.
+// of a tile: no im2col. Positions in the padding columns (or past the end of an output row) are
+// computed and dropped.
 #pragma once
 
 #include <cstdint>

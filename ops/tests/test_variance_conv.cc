@@ -112,6 +112,25 @@ TEST(variance_conv_within_bound) {
   CHECK(worst > std::ldexp(1.0, -16));
 }
 
+TEST(variance_conv_row_and_flat_blocks) {
+  // Widths around the 16-position grid: output rows of 16 or 32 with a 3-wide kernel get blocks
+  // of their own (fewer positions than running through the padding columns), other widths run
+  // through the flattened rows; odd block counts (odd heights) pad the last pair.
+  if (pack_variance_conv(std::vector<float>(9, 1.0f).data(), 9, 1, 1, 1).empty()) return;
+  for (const int64_t W : {14, 15, 16, 17, 31, 32, 33}) {
+    for (const int64_t H : {1, 3, 4}) {
+      const Layer l = make_layer(2, 40, H, W, 20, 1, V{3, 3}, V{1, 1, 1, 1}, V{1, 1}, V{1, 1});
+      std::vector<float> var;
+      CHECK(run(l, var));
+      const auto want = naive_variance(l);
+      CHECK_EQ(var.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        CHECK(std::fabs(double(var[i]) - want[i]) <= (std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + 1e-5) * want[i]);
+      }
+    }
+  }
+}
+
 TEST(variance_conv_declines) {
   if (pack_variance_conv(std::vector<float>(9, 1.0f).data(), 9, 1, 1, 1).empty()) return;
   std::vector<float> var;
@@ -144,13 +163,15 @@ TEST(variance_conv_declines) {
 TEST(variance_conv_tile_reads_within_bound) {
   // tile_squares + tile_variance_read (the conv ADC path's per-read variances on AMX-BF16)
   // against float64: partial 16-column blocks, narrow last column tiles, groups, row tiles at
-  // multiples of 32 (and the last one ending at K off that grid), positions off the 16 grid.
+  // multiples of 32 (and the last one ending at K off that grid), positions off the 16 grid,
+  // reads over many 32-row blocks.
   const TileVariancePack probe = pack_tile_variance(std::vector<float>(4, 1.0f).data(), 2, 1, 2, 2);
   if (probe.empty()) return;
   std::uniform_real_distribution<float> u(-0.3f, 0.3f), var(1e-11f, 1e-8f);
   double worst = 0.0;
   for (int trial = 0; trial < 150; ++trial) {
-    const int64_t K = pick(1, 150), groups = pick(1, 3), Ng = pick(1, 50), tc = pick(1, Ng + 3);
+    // Every fifth trial reads over hundreds of rows, as the encoded conv (576 rows for 3 x 3 x 64).
+    const int64_t K = trial % 5 == 0 ? pick(193, 600) : pick(1, 150), groups = pick(1, 3), Ng = pick(1, 50), tc = pick(1, Ng + 3);
     const int64_t N = groups * Ng, m = pick(1, 70), ldv = m + pick(0, 5), ldq = (m + 15) / 16 * 16 + pick(0, 1) * 16;
     std::vector<float> Vm(static_cast<size_t>(K * N)), v(static_cast<size_t>(K * ldv));
     for (auto& x : Vm) x = var(rng);
