@@ -19,7 +19,7 @@ constexpr int kXor3 = 0x96;
 constexpr int kXorAnd = 0x78;
 
 // Four Philox words of 8 counters, one per 64-bit lane in its low half (the high halves carry
-// whatever the last product left there: vpmuludq reads only the low halves, and the last round
+// whatever the last product or shuffle left there: vpmuludq reads only the low halves, and the last round
 // takes only them).
 struct Lanes8 {
   __m512i w0, w1, w2, w3;
@@ -71,7 +71,11 @@ MEMCC_AVX512 inline __m512i bcast(uint32_t v) { return _mm512_set1_epi32(static_
 MEMCC_AVX512 inline __m512i bcast64(uint64_t v) { return _mm512_set1_epi64(static_cast<long long>(v)); }
 // Full-mask (maskz) forms: GCC 12's unmasked ones pass an "undefined" vector that
 // -Wmaybe-uninitialized reports.
-MEMCC_AVX512 inline __m512i hi_half(__m512i p) { return _mm512_maskz_srli_epi64(0xFF, p, 32); }
+// The high half of each 64-bit lane moved to its low half by a shuffle (vpshufd), not a shift:
+// shifts share port 0 with vpmuludq, which the rounds keep busy; the shuffle runs on port 5. The
+// high half then holds the old low half, which nothing reads (vpmuludq and the packs take the
+// low halves only).
+MEMCC_AVX512 inline __m512i hi_half(__m512i p) { return _mm512_maskz_shuffle_epi32(0xFFFF, p, _MM_PERM_CDAB); }
 MEMCC_AVX512 inline __m512i mul_lo(__m512i a, __m512i b) { return _mm512_maskz_mul_epu32(0xFF, a, b); }
 
 // Rounds 1-9 of Philox4x32-10 for the 8 counters (c0, c1, c2, g .. g + 7 mod 2^30).
