@@ -19,7 +19,7 @@ constexpr int kXor3 = 0x96;
 constexpr int kXorAnd = 0x78;
 
 // Four Philox words of 8 counters, one per 64-bit lane in its low half (the high halves carry
-// whatever the last product left there: vpmuludq reads only the low halves, and the last round
+// whatever the last product or shuffle left there: vpmuludq reads only the low halves, and the last round
 // takes only them).
 struct Lanes8 {
   __m512i w0, w1, w2, w3;
@@ -71,7 +71,11 @@ MEMCC_AVX512 inline __m512i bcast(uint32_t v) { return _mm512_set1_epi32(static_
 MEMCC_AVX512 inline __m512i bcast64(uint64_t v) { return _mm512_set1_epi64(static_cast<long long>(v)); }
 // Full-mask (maskz) forms: GCC 12's unmasked ones pass an "undefined" vector that
 // -Wmaybe-uninitialized reports.
-MEMCC_AVX512 inline __m512i hi_half(__m512i p) { return _mm512_maskz_srli_epi64(0xFF, p, 32); }
+// The high half of each 64-bit lane moved to its low half by a shuffle (vpshufd), not a shift:
+// shifts share port 0 with vpmuludq, which the rounds keep busy; the shuffle runs on port 5. The
+// high half then holds the old low half, which nothing reads (vpmuludq and the packs take the
+// low halves only).
+MEMCC_AVX512 inline __m512i hi_half(__m512i p) { return _mm512_maskz_shuffle_epi32(0xFFFF, p, _MM_PERM_CDAB); }
 MEMCC_AVX512 inline __m512i mul_lo(__m512i a, __m512i b) { return _mm512_maskz_mul_epu32(0xFF, a, b); }
 
 // Rounds 1-9 of Philox4x32-10 for the 8 counters (c0, c1, c2, g .. g + 7 mod 2^30).
@@ -226,14 +230,17 @@ MEMCC_AVX512 inline __m512 minus_two_ln_unit(__m512i x) {
                                    _mm512_set1_ps(0x1p-33f));
   const __mmask16 low = _mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_GE_OQ);
   const __m512 m = _mm512_maskz_getmant_ps(0xFFFF, s, _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);
-  const __m512 e = _mm512_maskz_add_ps(low, _mm512_maskz_getexp_ps(0xFFFF, s), one);
+  // -2 e ln 2 with e = getexp(s) + 1 in one fused step (e + 1 is exact, so the product is
+  // rounded once as before); 0 where s < 0.
+  const __m512 minus_two_ln2 = _mm512_set1_ps(-1.38629436111989061f);
+  const __m512 e_term = _mm512_maskz_fmadd_ps(low, _mm512_maskz_getexp_ps(0xFFFF, s), minus_two_ln2, minus_two_ln2);
   const __m512 f = _mm512_mask_sub_ps(s, low, m, one);
-  // -2 ln u = -2 e ln 2 - 2 f + f^2 (-2 R(f)).
+  // -2 ln u = -2 e ln 2 + f (-2 + f (-2 R(f))): Horner all the way, the product with f last,
+  // so the small-f result keeps f's relative accuracy.
   __m512 r = _mm512_set1_ps(kLnR[7]);
   for (int i = 6; i >= 0; --i) r = _mm512_fmadd_ps(r, f, _mm512_set1_ps(kLnR[i]));
-  const __m512 f2 = _mm512_mul_ps(f, f);
-  const __m512 lin = _mm512_fmadd_ps(f, _mm512_set1_ps(-2.0f), _mm512_mul_ps(e, _mm512_set1_ps(-1.38629436111989061f)));
-  return _mm512_fmadd_ps(f2, r, lin);
+  r = _mm512_fmadd_ps(r, f, _mm512_set1_ps(-2.0f));
+  return _mm512_fmadd_ps(r, f, e_term);
 }
 
 // sqrt(a) for a > 0: vrsqrt14 (relative error < 2^-14) and one Newton step on a * rsqrt(a).
