@@ -40,15 +40,22 @@ struct PhiloxPrefix {
 uint32_t hi32(uint64_t p) { return static_cast<uint32_t>(p >> 32); }
 uint32_t lo32(uint64_t p) { return static_cast<uint32_t>(p); }
 
-MEMCC_AVX512 inline PhiloxPrefix philox_prefix(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2) {
-  PhiloxPrefix q{};
-  uint32_t rk0[10], rk1[10];
+// The ten round keys (the key bumped by the Weyl constants after each round), as 32-bit words
+// for the scalar rounds and as the 64-bit lanes the vector rounds broadcast.
+MEMCC_AVX512 inline void round_keys(uint32_t k0, uint32_t k1, uint32_t* rk0, uint32_t* rk1, uint64_t* lanes0,
+                                    uint64_t* lanes1) {
   for (int r = 0; r < 10; ++r) {
     rk0[r] = k0 + static_cast<uint32_t>(r) * philox::kWeyl0;
     rk1[r] = k1 + static_cast<uint32_t>(r) * philox::kWeyl1;
-    q.rk0[r] = rk0[r];
-    q.rk1[r] = rk1[r];
+    lanes0[r] = rk0[r];
+    lanes1[r] = rk1[r];
   }
+}
+
+MEMCC_AVX512 inline PhiloxPrefix philox_prefix(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2) {
+  PhiloxPrefix q{};
+  uint32_t rk0[10], rk1[10];
+  round_keys(k0, k1, rk0, rk1, q.rk0, q.rk1);
   // Round 1: words 0 and 2 are c0 and c2 for every counter.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
@@ -141,12 +148,7 @@ struct PhiloxPrefixW1 {
 MEMCC_AVX512 inline PhiloxPrefixW1 philox_prefix_w1(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c2, uint32_t g) {
   PhiloxPrefixW1 q{};
   uint32_t rk0[10], rk1[10];
-  for (int r = 0; r < 10; ++r) {
-    rk0[r] = k0 + static_cast<uint32_t>(r) * philox::kWeyl0;
-    rk1[r] = k1 + static_cast<uint32_t>(r) * philox::kWeyl1;
-    q.rk0[r] = rk0[r];
-    q.rk1[r] = rk1[r];
-  }
+  round_keys(k0, k1, rk0, rk1, q.rk0, q.rk1);
   // Round 1: words 0 and 2 are c0 and c2 for every counter; word 0 out takes the lane's c1.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
