@@ -86,6 +86,21 @@ MEMCC_AVX512 inline __m512i hi_half(__m512i p) { return _mm512_maskz_shuffle_epi
 MEMCC_AVX512 inline __m512i mul_lo(__m512i a, __m512i b) { return _mm512_maskz_mul_epu32(0xFF, a, b); }
 
 // Rounds 1-9 of Philox4x32-10 for the 8 counters (c0, c1, c2, g .. g + 7 mod 2^30).
+// Rounds First..8 on counters whose four words all vary by lane (round 9 packs the results,
+// philox_last_round). A template so that the loop stays fully unrolled with constant key indices.
+template <int First>
+MEMCC_AVX512 inline Lanes8 full_rounds(Lanes8 s, const uint64_t* rk0, const uint64_t* rk1, __m512i m0, __m512i m1) {
+#pragma GCC unroll 6
+  for (int r = First; r < 9; ++r) {
+    const __m512i p0 = mul_lo(s.w0, m0), p1 = mul_lo(s.w2, m1);
+    s.w0 = _mm512_ternarylogic_epi64(hi_half(p1), s.w1, bcast64(rk0[r]), kXor3);
+    s.w2 = _mm512_ternarylogic_epi64(hi_half(p0), s.w3, bcast64(rk1[r]), kXor3);
+    s.w1 = p1;
+    s.w3 = p0;
+  }
+  return s;
+}
+
 MEMCC_AVX512 inline Lanes8 philox8_nine_rounds(const PhiloxPrefix& q, uint32_t g) {
   const __m512i m0 = bcast(philox::kMul0), m1 = bcast(philox::kMul1);
   const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
@@ -109,15 +124,7 @@ MEMCC_AVX512 inline Lanes8 philox8_nine_rounds(const PhiloxPrefix& q, uint32_t g
     s.w1 = p1;
     s.w3 = p0;
   }
-#pragma GCC unroll 5
-  for (int r = 4; r < 9; ++r) {
-    const __m512i p0 = mul_lo(s.w0, m0), p1 = mul_lo(s.w2, m1);
-    s.w0 = _mm512_ternarylogic_epi64(hi_half(p1), s.w1, bcast64(q.rk0[r]), kXor3);
-    s.w2 = _mm512_ternarylogic_epi64(hi_half(p0), s.w3, bcast64(q.rk1[r]), kXor3);
-    s.w1 = p1;
-    s.w3 = p0;
-  }
-  return s;
+  return full_rounds<4>(s, q.rk0, q.rk1, m0, m1);
 }
 
 // Two 8-lane vectors as one 16-lane vector (a's first) of their low or high 32-bit halves.
@@ -183,15 +190,7 @@ MEMCC_AVX512 inline Lanes8 philox8_nine_rounds_w1(const PhiloxPrefixW1& q, uint3
     s.w2 = _mm512_ternarylogic_epi64(b_p0, bcast64(q.r3_p0 >> 32), bcast64(q.rk1[2]), kXor3);
     s.w3 = bcast64(q.r3_p0 & 0xFFFFFFFFu);
   }
-#pragma GCC unroll 6
-  for (int r = 3; r < 9; ++r) {
-    const __m512i p0 = mul_lo(s.w0, m0), p1 = mul_lo(s.w2, m1);
-    s.w0 = _mm512_ternarylogic_epi64(hi_half(p1), s.w1, bcast64(q.rk0[r]), kXor3);
-    s.w2 = _mm512_ternarylogic_epi64(hi_half(p0), s.w3, bcast64(q.rk1[r]), kXor3);
-    s.w1 = p1;
-    s.w3 = p0;
-  }
-  return s;
+  return full_rounds<3>(s, q.rk0, q.rk1, m0, m1);
 }
 
 // The last round of 16 counters from two 8-lane halves, run on the packed lanes (a's first):

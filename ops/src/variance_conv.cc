@@ -31,6 +31,27 @@ int ceil_log2(int64_t n) {
   return e;
 }
 
+// The power-of-two split of kExpBudget between a pack's two factors: the squares get x_exp, and
+// V scaled by 2^scale_exp gets its maximum into [2^(v_exp - 1), 2^v_exp) (scale_exp = 0 for an
+// all-zero V). False when V has a non-finite entry.
+bool split_exponents(const float* V, int64_t count, int64_t K, int* x_exp, int* scale_exp) {
+  float mx = 0.0f;
+  for (int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(V[i])) return false;
+    mx = std::max(mx, V[i]);
+  }
+  const int budget = kExpBudget - ceil_log2(K);
+  *x_exp = budget / 2;
+  const int v_exp = budget - *x_exp;
+  *scale_exp = 0;
+  if (mx > 0.0f) {
+    int e = 0;
+    std::frexp(mx, &e);  // mx in [2^(e-1), 2^e)
+    *scale_exp = v_exp - e;
+  }
+  return true;
+}
+
 // Round to nearest even (finite, >= 0 inputs: the variances).
 uint16_t to_bf16(float f) {
   uint32_t b = 0;
@@ -338,22 +359,10 @@ VarianceConvPack pack_variance_conv(const float* V, int64_t K, int64_t N, int64_
   p.ks = K / Cg;
   p.c_tiles = (Cg + kChannels - 1) / kChannels;
   p.n_tiles = 2 * ((p.Ng + 2 * kCols - 1) / (2 * kCols));
-  float mx = 0.0f;
-  for (int64_t i = 0; i < K * N; ++i) {
-    if (!std::isfinite(V[i])) return VarianceConvPack{};
-    mx = std::max(mx, V[i]);
-  }
-  // Budget split: the squares get x_exp, V a maximum in [2^(v_exp - 1), 2^v_exp).
-  const int budget = kExpBudget - ceil_log2(K);
-  p.x_exp = budget / 2;
-  const int v_exp = budget - p.x_exp;
-  float scale = 1.0f;
-  if (mx > 0.0f) {
-    int e = 0;
-    std::frexp(mx, &e);  // mx in [2^(e-1), 2^e)
-    if (v_exp - e > 126 || v_exp - e < -126) return p;  // the scale must be a float32 normal
-    scale = std::ldexp(1.0f, v_exp - e);
-  }
+  int sexp = 0;
+  if (!split_exponents(V, K * N, K, &p.x_exp, &sexp)) return VarianceConvPack{};
+  if (sexp > 126 || sexp < -126) return p;  // the scale must be a float32 normal
+  const float scale = std::ldexp(1.0f, sexp);
   p.v_unscale = std::ldexp(1.0f, -(std::ilogb(scale)));
   p.tiles.assign(static_cast<size_t>(groups * p.n_tiles * p.ks * p.c_tiles * kTile), 0);
   for (int64_t h = 0; h < groups; ++h) {
@@ -489,22 +498,10 @@ TileVariancePack pack_tile_variance(const float* V, int64_t K, int64_t groups, i
 #ifdef MEMCC_VCONV_AMX
   if (!variance_amx_available() || !cpu_has_bf16_vectors() || K <= 0 || groups <= 0 || Ng <= 0 || tc <= 0) return p;
   const int64_t N = groups * Ng;
-  float mx = 0.0f;
-  for (int64_t i = 0; i < K * N; ++i) {
-    if (!std::isfinite(V[i])) return p;
-    mx = std::max(mx, V[i]);
-  }
-  const int budget = kExpBudget - ceil_log2(K);
-  p.x_exp = budget / 2;
-  const int v_exp = budget - p.x_exp;
   int sexp = 0;
-  if (mx > 0.0f) {
-    int e = 0;
-    std::frexp(mx, &e);
-    sexp = v_exp - e;
-    sexp -= sexp & 1;  // even: the square root of the unscaling factor is exact
-    if (sexp > 126 || sexp < -126) return p;
-  }
+  if (!split_exponents(V, K * N, K, &p.x_exp, &sexp)) return TileVariancePack{};
+  sexp -= sexp & 1;  // even: the square root of the unscaling factor is exact
+  if (sexp > 126 || sexp < -126) return p;
   p.v_root_unscale = std::ldexp(1.0f, -sexp / 2);
   const float scale = std::ldexp(1.0f, sexp);
   p.K = K;
