@@ -866,6 +866,16 @@ void add_noise_terms(const OpAttributes& a, const LayerPlan& p, const ReadNoise&
   constexpr int64_t kBlock = 16;
   run_tasks(runner, B * G, [&](size_t t) {
     const int64_t b = static_cast<int64_t>(t) / G, h = static_cast<int64_t>(t) % G;
+#ifdef MEMCC_NORMALS_AVX512
+    if (normals_avx512_available()) {
+      // One lane per position: the terms come out in Y's layout, with no turning.
+      const int64_t at = (b * N + h * Ng) * P;
+      add_column_terms_avx512(philox::key_lo(noise.key), philox::key_hi(noise.key),
+                              static_cast<uint32_t>(noise.execution), static_cast<uint32_t>((b * G + h) * P), 0u,
+                              static_cast<uint32_t>(h * Ng), Ng, P, var + at, P, 1.0f, y + at, P);
+      return;
+    }
+#endif
     float* z = thread_scratch(ScratchSlot::Vectors, static_cast<size_t>(2 * kBlock * Ng));
     float* zt = z + kBlock * Ng;
     const int64_t base = (b * N + h * Ng) * P;
