@@ -102,14 +102,27 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 // column tile), then each read's normals. buf is [m, w]; noise->variance, j0 at the first column.
 static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64_t r0, int64_t kr, int64_t r,
                            int64_t ldd, int64_t w, int64_t tc, float* buf) {
-  const float* sq = noise.squares + r0;
   // The tile unit's rows come back scaled: their factors go into the terms' pass.
   thread_local std::vector<float> row_factor;
   row_factor.resize(static_cast<size_t>(m));
   const float* factor = row_factor.data();
+  const bool late = noise.squares == nullptr;
+  const float* x = late ? noise.inputs + r0 : noise.squares + r0;
   if (!(noise.packed && kr >= 32 &&
-        variance_gemm(*noise.packed, sq, false, ldv, m, r0, kr, noise.j0, w, noise.var_buf, w, row_factor.data()))) {
-    sgemm(false, m, w, kr, sq, ldv, noise.variance + r0 * ldd, ldd, 0.0f, noise.var_buf, w);
+        variance_gemm(*noise.packed, x, false, ldv, m, r0, kr, noise.j0, w, noise.var_buf, w, row_factor.data(),
+                      late))) {
+    const float* sq = x;
+    int64_t ldsq = ldv;
+    if (late) {
+      thread_local std::vector<float> block;  // this row tile's squares
+      block.resize(static_cast<size_t>(m * kr));
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t k = 0; k < kr; ++k) block[static_cast<size_t>(i * kr + k)] = x[i * ldv + k] * x[i * ldv + k];
+      }
+      sq = block.data();
+      ldsq = kr;
+    }
+    sgemm(false, m, w, kr, sq, ldsq, noise.variance + r0 * ldd, ldd, 0.0f, noise.var_buf, w);
     factor = nullptr;
   }
   for (int64_t c0 = 0; c0 < w; c0 += tc) {

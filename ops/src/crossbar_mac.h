@@ -34,6 +34,9 @@ struct AdcTiling {
 // is column j0 of G. var_buf holds m * nc floats, z nc floats.
 struct TileNoise {
   const float* squares = nullptr;
+  // Or (tiled_adc_mac_wide only, squares null): the inputs themselves, squared where they are
+  // converted for the tile unit (and into var_buf's room when the pack does not serve).
+  const float* inputs = nullptr;
   const float* variance = nullptr;
   const VariancePack* packed = nullptr;  // variance_gemm's copy of the whole matrix, or null
   uint64_t key = 0;

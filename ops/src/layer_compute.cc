@@ -48,13 +48,18 @@ constexpr int64_t kSubPad = 16;
 
 // The read-noise state of one task's tile reads: the squared encoded inputs (`count` values),
 // room for one normal per column of a read (`cols`), and per-read variances (`reads` values).
+// With square_late, the squares are left to the conversion for the tile unit (tn.inputs).
 TileNoise tile_noise(const ReadNoise& noise, const float* encoded, int64_t count, int64_t reads, int64_t cols,
-                     int64_t q0) {
-  float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(count + cols));
-  for (int64_t i = 0; i < count; ++i) sq[i] = encoded[i] * encoded[i];
+                     int64_t q0, bool square_late = false) {
   TileNoise tn;
-  tn.squares = sq;
-  tn.z = sq + count;
+  float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>((square_late ? 0 : count) + cols));
+  if (square_late) {
+    tn.inputs = encoded;
+  } else {
+    for (int64_t i = 0; i < count; ++i) sq[i] = encoded[i] * encoded[i];
+    tn.squares = sq;
+  }
+  tn.z = sq + (square_late ? 0 : count);
   tn.var_buf = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(reads));
   tn.packed = noise.packed;
   tn.key = noise.key;
@@ -503,7 +508,8 @@ void matmul_adc(const OpAttributes& a, const LayerPlan& p, const float* D, const
     // given, else one sgemm, which packs the block's inputs once per call, not once per 128
     // columns), the read-noise terms of the run, then the ADC per column tile on its slice.
     const int64_t per_call = std::max<int64_t>(1, kMaxCallCols / tc);
-    TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * per_call * tc, tc, r0) : TileNoise{};
+    TileNoise tn = noise ? tile_noise(*noise, v, m * K, m * per_call * tc, tc, r0, noise->packed != nullptr)
+                         : TileNoise{};
     float* wide_acc = thread_scratch(ScratchSlot::Accumulator, static_cast<size_t>(m * per_call * tc));
     float* wide_reads = thread_scratch(ScratchSlot::Reads, static_cast<size_t>(m * per_call * tc));
     for (int64_t t0 = g * tiles_per_group; t0 < tile_end; t0 += per_call) {

@@ -389,7 +389,7 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                         const __m512 sd =
                             _mm512_maskz_sqrt_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, _mm512_mul_ps(_mm512_loadu_ps(var + at + 16 * v), vf), zero));
                         float* y = cur + at + 16 * v;
-                        _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), _mm512_mul_ps(sd, n.z[v])));
+                        _mm512_storeu_ps(y, _mm512_fmadd_ps(sd, n.z[v], _mm512_loadu_ps(y)));
                       }
                       return;
                     }
@@ -397,7 +397,7 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                     store64(n, edge);
                     for (int64_t j = 0; j < take; ++j) {
                       const float v = var[at + j] * factor > 0.0f ? var[at + j] * factor : 0.0f;
-                      cur[at + j] += std::sqrt(v) * edge[skip + j];
+                      cur[at + j] = std::fma(std::sqrt(v), edge[skip + j], cur[at + j]);
                     }
                   });
   }
@@ -422,13 +422,13 @@ MEMCC_AVX512 void add_column_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
       for (int l = 0; l < 4; ++l) {
         const int64_t j = 4 * g + l - j0;
         if (j < 0 || j >= nc) continue;
-        const __m512 v = _mm512_maskz_loadu_ps(k, variance + j * ldv + i0);
-        // max(v, 0) with a NaN variance giving 0, as the portable loop's comparison does.
-        const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+        // max(v, 0), its second operand returned for a NaN: a NaN variance gives 0, as the
+        // portable loop's comparison does.
+        const __m512 pos = _mm512_maskz_max_ps(0xFFFF, _mm512_maskz_loadu_ps(k, variance + j * ldv + i0), zero);
         __m512 root = _mm512_maskz_sqrt_ps(0xFFFF, pos);
         if (f != 1.0f) root = _mm512_mul_ps(root, vf);
         float* y = reads + j * ldr + i0;
-        _mm512_mask_storeu_ps(y, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, y), _mm512_mul_ps(root, n.z[l])));
+        _mm512_mask_storeu_ps(y, k, _mm512_fmadd_ps(root, n.z[l], _mm512_maskz_loadu_ps(k, y)));
       }
     }
   }

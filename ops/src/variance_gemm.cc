@@ -189,6 +189,57 @@ __attribute__((target("avx512f"))) void convert_rows(const float* sq, int64_t ld
   }
 }
 
+// convert_rows with AVX512-BF16's conversion (32 values, rounded to nearest even, in one
+// instruction; its flush of denormal inputs drops only values below 2^-126 of the row's
+// largest square, which the spec's bound lets count as 0).
+// With Square, sq holds the values and their squares are converted (the largest square is the
+// square of the largest magnitude: rounding keeps the order).
+template <bool Square>
+__attribute__((target("avx512f,avx512bf16"))) void convert_rows_bf16(const float* sq, int64_t ldsq, int64_t m,
+                                                                      int64_t kc, int64_t lda, float* scale,
+                                                                      uint16_t* a) {
+  const __m512i magnitude = _mm512_set1_epi32(Square ? 0x7FFFFFFF : -1);
+  // |x| (or x): the sign bit cleared by an integer and (AVX-512F; the float one is AVX512-DQ).
+  const auto abs_of = [magnitude](__m512 v) __attribute__((target("avx512f"))) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
+  };
+  for (int64_t i = 0; i < m; ++i) {
+    const float* x = sq + i * ldsq;
+    __m512 mx0 = _mm512_setzero_ps(), mx1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= kc; k += 32) {
+      mx0 = _mm512_maskz_max_ps(0xFFFF, mx0, abs_of(_mm512_loadu_ps(x + k)));
+      mx1 = _mm512_maskz_max_ps(0xFFFF, mx1, abs_of(_mm512_loadu_ps(x + k + 16)));
+    }
+    for (; k < kc; k += 16) {
+      const __mmask16 in = static_cast<__mmask16>(kc - k >= 16 ? 0xFFFFu : (1u << (kc - k)) - 1u);
+      mx0 = _mm512_maskz_max_ps(0xFFFF, mx0, abs_of(_mm512_maskz_loadu_ps(in, x + k)));
+    }
+    const float mx = horizontal_max(_mm512_maskz_max_ps(0xFFFF, mx0, mx1));
+    scale[i] = normalising_scale(Square ? mx * mx : mx);
+    const __m512 s = _mm512_set1_ps(scale[i]);
+    uint16_t* ar = a + i * lda;
+    // lda is a multiple of 32: lanes past kc convert zeros (the padding).
+    for (k = 0; k < lda; k += 32) {
+      const int64_t n0 = std::max<int64_t>(0, std::min<int64_t>(16, kc - k));
+      const int64_t n1 = std::max<int64_t>(0, std::min<int64_t>(16, kc - k - 16));
+      __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n0) - 1u), x + k);
+      __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n1) - 1u), x + k + 16);
+      if (Square) {
+        lo = _mm512_mul_ps(lo, lo);
+        hi = _mm512_mul_ps(hi, hi);
+      }
+      const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, s), _mm512_mul_ps(lo, s));
+      _mm512_storeu_si512(ar + k, reinterpret_cast<__m512i>(h));
+    }
+  }
+}
+
+bool cpu_has_bf16_conversion() {
+  static const bool ok = __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
 // out[i * ldo + j] = c[i * ldc + j] * row_unscale[i] for i < m, j < nc (c may be out).
 __attribute__((target("avx512f"))) void unscale_rows(const float* c, int64_t ldc, int64_t m, int64_t nc,
                                                       const float* row_unscale, float* out, int64_t ldo) {
@@ -210,6 +261,7 @@ struct Buffers {
   CacheLineVector<uint16_t> a;
   CacheLineVector<float> c;
   std::vector<float> row_unscale;
+  std::vector<float> squares;
 };
 
 }  // namespace
@@ -252,11 +304,13 @@ VariancePack pack_variance(const float* V, int64_t K, int64_t N) {
 }
 
 bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, int64_t ldsq, int64_t m,
-                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo, float* row_factor) {
+                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo, float* row_factor,
+                   bool square_inputs) {
 #ifdef MEMCC_HAS_AMX
   if (pack.empty() || k0 % kRowBlock != 0 || j0 % (2 * kColBlock) != 0 || k0 + kc > pack.K || j0 + nc > pack.N) {
     return false;
   }
+  if (square_inputs && sq_columns) return false;
   if (m <= 0 || nc <= 0) return true;
   thread_local Buffers buf;
   const int64_t mp = (m + 15) / 16 * 16;
@@ -273,7 +327,26 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
     column_max(sq, ldsq, kc, m, mx);
     for (int64_t i = 0; i < m; ++i) scale[i] = normalising_scale(mx[i]);
   } else {
-    convert_rows(sq, ldsq, m, kc, lda, scale, buf.a.data());
+    if (cpu_has_bf16_conversion()) {
+      if (square_inputs) {
+        convert_rows_bf16<true>(sq, ldsq, m, kc, lda, scale, buf.a.data());
+      } else {
+        convert_rows_bf16<false>(sq, ldsq, m, kc, lda, scale, buf.a.data());
+      }
+    } else {
+      const float* rows = sq;
+      int64_t ld = ldsq;
+      if (square_inputs) {
+        // Without the one-instruction conversion the squares are formed first.
+        buf.squares.resize(static_cast<size_t>(m * kc));
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t k = 0; k < kc; ++k) buf.squares[static_cast<size_t>(i * kc + k)] = sq[i * ldsq + k] * sq[i * ldsq + k];
+        }
+        rows = buf.squares.data();
+        ld = kc;
+      }
+      convert_rows(rows, ld, m, kc, lda, scale, buf.a.data());
+    }
   }
   for (int64_t i = 0; i < m; ++i) buf.row_unscale[i] = pack.unscale / scale[i];
   if (sq_columns) {
@@ -307,7 +380,7 @@ bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, i
   return true;
 #else
   (void)pack, (void)sq, (void)sq_columns, (void)ldsq, (void)m, (void)k0, (void)kc, (void)j0, (void)nc, (void)out,
-      (void)ldo, (void)row_factor;
+      (void)ldo, (void)row_factor, (void)square_inputs;
   return false;
 #endif
 }

@@ -57,8 +57,10 @@ VariancePack pack_variance(const float* V, int64_t K, int64_t N);
 // row_factor[i] is what undoes it (out[i * ldo + j] * row_factor[i] is the value, exactly unless
 // it leaves float32's normal range): callers that read every variance once fold the factor into
 // that read instead of a pass over out.
+// With square_inputs (vectors as rows only), sq holds the values themselves and their squares
+// (x * x in float32, as a caller's squaring pass would round them) are formed as they are converted.
 bool variance_gemm(const VariancePack& pack, const float* sq, bool sq_columns, int64_t ldsq, int64_t m,
                    int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* out, int64_t ldo,
-                   float* row_factor = nullptr);
+                   float* row_factor = nullptr, bool square_inputs = false);
 
 }  // namespace memcc

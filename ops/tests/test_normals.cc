@@ -218,7 +218,7 @@ TEST(effects_column_terms_exact_per_counter) {
                 const float v = var[static_cast<size_t>(j * ldv + i)];
                 float root = std::sqrt(v > 0.0f ? v : 0.0f);
                 if (f != 1.0f) root *= f;
-                CHECK_EQ(reads[at], before[at] + root * z);
+                CHECK_EQ(reads[at], std::fma(root, z, before[at]));
               }
             }
           }

@@ -88,3 +88,35 @@ TEST(variance_gemm_refuses_unaligned) {
   CHECK(!variance_gemm(VariancePack{}, sq.data(), false, 64, 8, 0, 64, 0, 64, out.data(), 64));
   for (float v : out) CHECK_EQ(v, -1.0f);
 }
+
+TEST(variance_gemm_squares_its_inputs_as_given_squares) {
+  // square_inputs: the values themselves (signed, and a NaN-free spread over decades) give,
+  // bit for bit, what their float32 squares give; the columns layout is refused.
+  if (!variance_amx_available()) return;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t m : {1, 17, 64}) {
+    for (int64_t kc : {32, 100, 128}) {
+      const int64_t K = 256, N = 96, k0 = 128, ld = K + 5, ldo = N + 3;
+      std::vector<float> V(static_cast<size_t>(K * N)), x(static_cast<size_t>(m * ld)), sq(x.size());
+      for (auto& v : V) v = 1e-9f * std::fabs(u(rng));
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = u(rng) * std::pow(10.0f, 3.0f * u(rng));
+        sq[i] = x[i] * x[i];
+      }
+      x[3] = 0.0f;
+      sq[3] = 0.0f;
+      const VariancePack pack = pack_variance(V.data(), K, N);
+      std::vector<float> a(static_cast<size_t>(m * ldo), -1.0f), b(a.size(), -1.0f), fa(static_cast<size_t>(m)),
+          fb(static_cast<size_t>(m));
+      CHECK(variance_gemm(pack, sq.data() + k0, false, ld, m, k0, kc, 32, 64, a.data(), ldo, fa.data()));
+      CHECK(variance_gemm(pack, x.data() + k0, false, ld, m, k0, kc, 32, 64, b.data(), ldo, fb.data(), true));
+      for (size_t i = 0; i < a.size(); ++i) CHECK_EQ(a[i], b[i]);
+      for (int64_t i = 0; i < m; ++i) CHECK_EQ(fa[static_cast<size_t>(i)], fb[static_cast<size_t>(i)]);
+    }
+  }
+  std::vector<float> V(64 * 64, 1.0f), x(64 * 8, 1.0f), out(64 * 8, -1.0f);
+  const VariancePack pack = pack_variance(V.data(), 64, 64);
+  CHECK(!variance_gemm(pack, x.data(), true, 8, 8, 0, 64, 0, 64, out.data(), 64, nullptr, true));
+  for (float v : out) CHECK_EQ(v, -1.0f);
+}
