@@ -360,6 +360,17 @@ int64_t task_budget(const TaskRunner& runner, int64_t flops) {
 void add_total_noise(const ReadNoise& noise, const float* u, bool columns, int64_t ldu, int64_t m, int64_t K,
                      int64_t j0, int64_t nc, int64_t N, int64_t q0, float* y, int64_t ldy_row,
                      int64_t ldy_col) {
+  if (!columns && ldy_col == 1 && noise.packed) {
+    // The tile unit squares u as it converts it (no squaring pass), and its rows' scale factors
+    // go into the terms' pass (no unscaling pass).
+    float* var = thread_scratch(ScratchSlot::NoiseReads, static_cast<size_t>(m * nc + nc + m));
+    float* row_factor = var + m * nc + nc;
+    if (variance_gemm(*noise.packed, u, false, K, m, 0, K, j0, nc, var, nc, row_factor, true)) {
+      add_read_noise_strided(y, ldy_row, var, nc, m, nc, noise.key, noise.execution, q0, 0, j0, var + m * nc,
+                             row_factor);
+      return;
+    }
+  }
   const int64_t n_in = columns ? K * ldu : m * K;
   float* sq = thread_scratch(ScratchSlot::Squares, static_cast<size_t>(n_in + nc));
   float* z = sq + n_in;
