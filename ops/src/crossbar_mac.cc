@@ -100,8 +100,9 @@ void tiled_adc_mac(const float* v, bool v_columns, int64_t ldv, int64_t m, int64
 // The read-noise terms of one row tile's reads over w columns (tiles of tc): the variances of
 // all w columns in one product (variance_gemm converts the block's squares once, not once per
 // column tile), then each read's normals. buf is [m, w]; noise->variance, j0 at the first column.
+// row_max gets each read's largest magnitude ([column tile][row], NaN where not found).
 static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64_t r0, int64_t kr, int64_t r,
-                           int64_t ldd, int64_t w, int64_t tc, float* buf) {
+                           int64_t ldd, int64_t w, int64_t tc, float* buf, float* row_max) {
   // The tile unit's rows come back scaled: their factors go into the terms' pass.
   thread_local std::vector<float> row_factor;
   row_factor.resize(static_cast<size_t>(m));
@@ -128,7 +129,7 @@ static void add_wide_noise(const TileNoise& noise, int64_t ldv, int64_t m, int64
   for (int64_t c0 = 0; c0 < w; c0 += tc) {
     const int64_t nc = std::min(tc, w - c0);
     add_read_noise_strided(buf + c0, w, noise.var_buf + c0, w, m, nc, noise.key, noise.execution, noise.q0, r,
-                           noise.j0 + c0, noise.z, factor);
+                           noise.j0 + c0, noise.z, factor, row_max + c0 / tc * m);
   }
 }
 
@@ -147,14 +148,17 @@ void tiled_adc_mac_wide(const float* v, int64_t ldv, int64_t m, int64_t K, const
       } else {
         sgemm(false, m, w, kr, v + r0, ldv, D + r0 * ldd, ldd, 0.0f, buf, w);
       }
-      add_wide_noise(*noise, ldv, m, r0, kr, r0 / tr, ldd, w, tc, buf);
+      thread_local std::vector<float> row_max;  // the reads' maxima, found by the noise pass
+      row_max.resize(static_cast<size_t>((w + tc - 1) / tc * m));
+      add_wide_noise(*noise, ldv, m, r0, kr, r0 / tr, ldd, w, tc, buf, row_max.data());
       if (tiling.bits == 0) {
         for (int64_t i = 0; i < m * w; ++i) acc[i] += buf[i];
         continue;
       }
       for (int64_t c0 = 0; c0 < w; c0 += tc) {
         const int64_t nc = std::min(tc, w - c0);
-        adc_accumulate_rows(buf + c0, m, nc, w, tiling.bits, tiling.overflow_rate, acc + c0, w, scratch);
+        adc_accumulate_rows(buf + c0, m, nc, w, tiling.bits, tiling.overflow_rate, acc + c0, w, scratch,
+                            row_max.data() + c0 / tc * m);
       }
       continue;
     }

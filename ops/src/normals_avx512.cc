@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "philox.h"
 
@@ -372,14 +374,21 @@ MEMCC_AVX512 void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t
 MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2,
                                           uint32_t g0, int64_t lead, int64_t count, int64_t rows,
                                           const float* variance, int64_t ldv, const float* row_factor,
-                                          float* currents, int64_t ldc) {
-  if (count <= 0) return;
+                                          float* currents, int64_t ldc, float* row_max) {
+  if (count <= 0) {
+    if (row_max) std::fill(row_max, row_max + rows, 0.0f);
+    return;
+  }
   const __m512 zero = _mm512_setzero_ps();
+  // Magnitudes compared as integers: the same order as the floats', with a NaN above infinity
+  // (a float maximum would drop or keep a NaN depending on the operand order).
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
   for (int64_t i = 0; i < rows; ++i) {
     const float* var = variance + i * ldv;
     float* cur = currents + i * ldc;
     const float factor = row_factor ? row_factor[i] : 1.0f;
     const __m512 vf = _mm512_set1_ps(factor);
+    __m512i mx = _mm512_setzero_si512();
     for_each_step(philox_prefix(k0, k1, c0, c1 + static_cast<uint32_t>(i), c2), g0, lead, count,
                   [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
                     if (take == 64) {
@@ -389,17 +398,34 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                         const __m512 sd =
                             _mm512_maskz_sqrt_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, _mm512_mul_ps(_mm512_loadu_ps(var + at + 16 * v), vf), zero));
                         float* y = cur + at + 16 * v;
-                        _mm512_storeu_ps(y, _mm512_fmadd_ps(sd, n.z[v], _mm512_loadu_ps(y)));
+                        const __m512 sum = _mm512_fmadd_ps(sd, n.z[v], _mm512_loadu_ps(y));
+                        _mm512_storeu_ps(y, sum);
+                        if (row_max) {
+                          mx = _mm512_maskz_max_epu32(0xFFFF, mx, _mm512_and_si512(_mm512_castps_si512(sum), magnitude));
+                        }
                       }
                       return;
                     }
                     alignas(64) float edge[64];
                     store64(n, edge);
+                    uint32_t edge_max = 0;
                     for (int64_t j = 0; j < take; ++j) {
                       const float v = var[at + j] * factor > 0.0f ? var[at + j] * factor : 0.0f;
                       cur[at + j] = std::fma(std::sqrt(v), edge[skip + j], cur[at + j]);
+                      uint32_t b = 0;
+                      std::memcpy(&b, cur + at + j, sizeof b);
+                      edge_max = std::max(edge_max, b & 0x7FFFFFFFu);
                     }
+                    mx = _mm512_maskz_max_epu32(0xFFFF, mx, _mm512_set1_epi32(static_cast<int>(edge_max)));
                   });
+    if (row_max) {
+      alignas(64) uint32_t lanes[16];
+      _mm512_store_si512(lanes, mx);
+      const uint32_t bits = *std::max_element(lanes, lanes + 16);
+      float m = std::numeric_limits<float>::quiet_NaN();
+      if (bits <= 0x7F800000u) std::memcpy(&m, &bits, sizeof m);
+      row_max[i] = m;
+    }
   }
 }
 

@@ -38,10 +38,12 @@ void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t
 // currents[i * ldc + j] += sqrt(max(variance[i * ldv + j] * f_i, 0)) * z_i[j] for i < rows,
 // j < count, where z_i is what normals_avx512 gives for counter word c1 + i and f_i is
 // row_factor[i] (1 when row_factor is null): the read-noise terms of several reads at once, the
-// normals never stored.
+// normals never stored (each term added with one fused multiply-add). With row_max (rows
+// floats), row_max[i] := max_j |currents[i * ldc + j]| after the terms, or NaN where a current is
+// NaN: the ADC's full scale, found while the currents are in registers.
 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0,
                              int64_t lead, int64_t count, int64_t rows, const float* variance, int64_t ldv,
-                             const float* row_factor, float* currents, int64_t ldc);
+                             const float* row_factor, float* currents, int64_t ldc, float* row_max = nullptr);
 
 // reads[j * ldr + i] += sqrt(max(variance[j * ldv + i], 0)) * f * normal(key; c0, q0 + i, c2, j0 + j)
 // for j < nc, i < nq (counter words mod 2^32), with key = (k0, k1): the read-noise terms of one

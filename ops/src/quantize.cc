@@ -170,12 +170,13 @@ inline bool fast_step(float Q, int bits, float* delta, float* inv) {
 
 MEMCC_SIMD_CLONES
 void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
-                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch) {
+                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch, const float* row_max) {
   if (m <= 0) return;
   const int64_t t = quantile_index(m, overflow_rate);
   for (int64_t r = 0; r < rows; ++r) {
     const float* a = reads + r * ld_reads;
-    const float Q = read_full_scale(a, m, t, scratch);
+    const bool known = row_max && t == m - 1 && !std::isnan(row_max[r]);
+    const float Q = known ? row_max[r] : read_full_scale(a, m, t, scratch);
     float d = 0.0f, inv = 0.0f;
     // The step from the exponent field when it is normal (the common case), frexp otherwise.
     const double delta = fast_step(Q, bits, &d, &inv) ? static_cast<double>(d) : adc_step(Q, bits);

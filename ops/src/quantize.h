@@ -24,8 +24,11 @@ void linear_quantize(const float* a, int64_t m, int bits, double overflow_rate, 
 // The ADC epilogue of `rows` reads of m values each: acc_i += Quant(read_i). read_i starts at
 // reads + i * ld_reads, acc_i at acc + i * ld_acc. `scratch` holds m floats (used only when the
 // overflow rate makes Q a lower quantile than the maximum).
+// row_max (rows floats, or null): each read's largest magnitude when a pass before this one
+// found it (NaN where it did not, or where the read holds a NaN): the maximum is then not scanned again.
 void adc_accumulate_rows(const float* reads, int64_t rows, int64_t m, int64_t ld_reads, int bits,
-                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch);
+                         double overflow_rate, float* acc, int64_t ld_acc, float* scratch,
+                         const float* row_max = nullptr);
 
 // The same epilogue for reads stored as columns: read i (i < count) is the m values
 // reads[j * ld_reads + i], j < m, and acc[j * ld_acc + i] += Quant(read_i)[j]. Vectorised across

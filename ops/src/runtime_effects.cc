@@ -1,5 +1,7 @@
 #include "runtime_effects.h"
 
+#include <limits>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -165,17 +167,18 @@ void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t
 
 void add_read_noise_strided(float* currents, int64_t ldc, const float* variance, int64_t ldv, int64_t m, int64_t nc,
                             uint64_t key, uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z,
-                            const float* row_factor) {
+                            const float* row_factor, float* row_max) {
 #ifdef MEMCC_NORMALS_AVX512
   if (normals_avx512_available()) {
     // The normals go from registers into the terms, all m reads in one call.
     const uint32_t j = static_cast<uint32_t>(j0);
     add_normal_terms_avx512(philox::key_lo(key), philox::key_hi(key), static_cast<uint32_t>(execution),
                             static_cast<uint32_t>(q0), static_cast<uint32_t>(r), j >> 2, j & 3u, nc, m, variance, ldv,
-                            row_factor, currents, ldc);
+                            row_factor, currents, ldc, row_max);
     return;
   }
 #endif
+  if (row_max) std::fill(row_max, row_max + m, std::numeric_limits<float>::quiet_NaN());
   for (int64_t i = 0; i < m; ++i) {
     counter_normals(key, static_cast<uint32_t>(execution), static_cast<uint32_t>(q0 + i), static_cast<uint32_t>(r),
                     static_cast<uint32_t>(j0), nc, z);

@@ -60,8 +60,10 @@ void add_read_noise(float* currents, int64_t ldc, const float* variance, int64_t
                     uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z);
 // The same with the variances ldv apart (variance[i * ldv + j]), and with row_factor (m floats,
 // or null for all 1) read i's variances times row_factor[i] (variance_gemm's row factors).
+// With row_max (m floats): each read's largest magnitude after the terms, for the ADC
+// (adc_accumulate_rows), where the pass could find it on the way; NaN where it did not.
 void add_read_noise_strided(float* currents, int64_t ldc, const float* variance, int64_t ldv, int64_t m, int64_t nc,
                             uint64_t key, uint64_t execution, int64_t q0, int64_t r, int64_t j0, float* z,
-                            const float* row_factor = nullptr);
+                            const float* row_factor = nullptr, float* row_max = nullptr);
 
 }  // namespace memcc

@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "counter_normal.h"
 #include "normals_avx512.h"
 #include "philox.h"
+#include "quantize.h"
 #include "runtime_effects.h"
 #include "test_harness.h"
 
@@ -178,6 +180,44 @@ TEST(effects_read_noise_terms_match_definition) {
       }
     }
   }
+  }
+}
+
+TEST(effects_read_noise_row_maxima_serve_the_adc) {
+  // With row_max, the noise pass hands each read's largest magnitude to the ADC: where it is a
+  // number it must be exactly max |current| after the terms (the ADC's full scale), a read holding
+  // a NaN must say NaN (the ADC then scans it itself), and the ADC's sums must not change.
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(0.0f, 2.0f);
+  for (int64_t j0 : {0, 3, 128}) {
+    for (int64_t nc : {1, 5, 64, 100, 129}) {
+      const int64_t m = 6, ldc = nc + 4;
+      std::vector<float> cur(static_cast<size_t>(m * ldc)), var(static_cast<size_t>(m * nc));
+      for (auto& c : cur) c = (u(rng) - 1.0f) * 1e-4f;
+      for (auto& v : var) v = u(rng) * 1e-10f;
+      var[static_cast<size_t>(nc - 1)] = NAN;                          // a term that adds nothing
+      cur[static_cast<size_t>(3 * ldc + nc / 2)] = NAN;                // read 3 holds a NaN
+      cur[static_cast<size_t>(4 * ldc + nc - 1)] = 5e-3f;              // read 4's maximum is its last current
+      std::vector<float> row_max(static_cast<size_t>(m), -1.0f), z(static_cast<size_t>(nc));
+      add_read_noise_strided(cur.data(), ldc, var.data(), nc, m, nc, 5u, 2u, 40, 1, j0, z.data(), nullptr,
+                             row_max.data());
+      for (int64_t i = 0; i < m; ++i) {
+        const float got = row_max[static_cast<size_t>(i)];
+        if (i == 3) {
+          CHECK(std::isnan(got));
+          continue;
+        }
+        if (std::isnan(got)) continue;  // not found on this path (no AVX-512): allowed
+        CHECK_EQ(got, max_abs(cur.data() + i * ldc, nc));
+      }
+      std::vector<float> with(static_cast<size_t>(m * nc), 0.0f), without(with.size(), 0.0f),
+          scratch(static_cast<size_t>(nc));
+      adc_accumulate_rows(cur.data(), m, nc, ldc, 6, 0.0, with.data(), nc, scratch.data(), row_max.data());
+      adc_accumulate_rows(cur.data(), m, nc, ldc, 6, 0.0, without.data(), nc, scratch.data());
+      for (size_t k = 0; k < with.size(); ++k) {
+        CHECK((std::isnan(with[k]) && std::isnan(without[k])) || with[k] == without[k]);
+      }
+    }
   }
 }
 
