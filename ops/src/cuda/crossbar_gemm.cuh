@@ -147,7 +147,9 @@ __global__ void __launch_bounds__(kGemmThreads) crossbar_gemm(GemmArgs g) {
           const int64_t col = col0 + tx + 16 * j;
           if (tx + 16 * j >= width || col >= col_end) continue;
           const float sd = sqrtf(var[i][j] > 0.0f ? var[i][j] : 0.0f);
-          acc[i][j] += sd * counter_normal(s.noise_key, s.execution, q, r_word, static_cast<uint64_t>(gcol + col));
+          // One fused multiply-add, as the CPU's AVX-512 terms are added.
+          acc[i][j] = fmaf(sd, counter_normal(s.noise_key, s.execution, q, r_word, static_cast<uint64_t>(gcol + col)),
+                           acc[i][j]);
         }
       }
     }
