@@ -31,7 +31,8 @@ struct Lanes8 {
 // not depend on the last counter word (the same for all lanes) are computed once per call. The
 // keys are 64-bit so that the rounds take them as broadcast memory operands.
 struct PhiloxPrefix {
-  uint64_t rk0[10], rk1[10];
+  const uint64_t* rk0;  // RoundKeys', shared by every prefix of a call
+  const uint64_t* rk1;
   uint64_t r1_x2;   // round 1: w2 = w3_in ^ r1_x2
   uint64_t r2_x0;   // round 2: w0 = hi(p1) ^ r2_x0, w1 = p1
   uint64_t r3_x0;   // round 3: w0 = w1 ^ r3_x0
@@ -42,22 +43,31 @@ struct PhiloxPrefix {
 uint32_t hi32(uint64_t p) { return static_cast<uint32_t>(p >> 32); }
 uint32_t lo32(uint64_t p) { return static_cast<uint32_t>(p); }
 
-// The ten round keys (the key bumped by the Weyl constants after each round), as 32-bit words
-// for the scalar rounds and as the 64-bit lanes the vector rounds broadcast.
-MEMCC_AVX512 inline void round_keys(uint32_t k0, uint32_t k1, uint32_t* rk0, uint32_t* rk1, uint64_t* lanes0,
-                                    uint64_t* lanes1) {
+// The ten round keys (the key bumped by the Weyl constants after each round), as the 64-bit
+// lanes the vector rounds broadcast (their low halves are the scalar rounds' 32-bit keys). Once
+// per call: a call's prefixes (one per row or column group) all use the same key.
+struct RoundKeys {
+  uint64_t rk0[10], rk1[10];
+};
+
+MEMCC_AVX512 inline RoundKeys round_keys(uint32_t k0, uint32_t k1) {
+  RoundKeys k;
   for (int r = 0; r < 10; ++r) {
-    rk0[r] = k0 + static_cast<uint32_t>(r) * philox::kWeyl0;
-    rk1[r] = k1 + static_cast<uint32_t>(r) * philox::kWeyl1;
-    lanes0[r] = rk0[r];
-    lanes1[r] = rk1[r];
+    k.rk0[r] = static_cast<uint32_t>(k0 + static_cast<uint32_t>(r) * philox::kWeyl0);
+    k.rk1[r] = static_cast<uint32_t>(k1 + static_cast<uint32_t>(r) * philox::kWeyl1);
   }
+  return k;
 }
 
-MEMCC_AVX512 inline PhiloxPrefix philox_prefix(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2) {
+MEMCC_AVX512 inline PhiloxPrefix philox_prefix(const RoundKeys& k, uint32_t c0, uint32_t c1, uint32_t c2) {
   PhiloxPrefix q{};
-  uint32_t rk0[10], rk1[10];
-  round_keys(k0, k1, rk0, rk1, q.rk0, q.rk1);
+  q.rk0 = k.rk0;
+  q.rk1 = k.rk1;
+  uint32_t rk0[4], rk1[4];
+  for (int r = 0; r < 4; ++r) {
+    rk0[r] = static_cast<uint32_t>(k.rk0[r]);
+    rk1[r] = static_cast<uint32_t>(k.rk1[r]);
+  }
   // Round 1: words 0 and 2 are c0 and c2 for every counter.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
@@ -147,17 +157,23 @@ struct Words16 {
 // Round keys and the scalar part of rounds 1-3 for counters (c0, *, c2, g): the counters of
 // add_column_terms_avx512, whose lanes differ in word 1 (the position) only.
 struct PhiloxPrefixW1 {
-  uint64_t rk0[10], rk1[10];
+  const uint64_t* rk0;  // RoundKeys', shared by every prefix of a call
+  const uint64_t* rk1;
   uint64_t r1_x0;   // round 1: w0 = w1_in ^ r1_x0 (w1, w2, w3 shared)
   uint64_t r2_x2;   // round 2: w2 = hi(p0) ^ r2_x2, w3 = p0 (w0, w1 shared)
   uint64_t r3_x0;   // round 3: w0 = hi(p1) ^ r3_x0, w1 = p1
   uint64_t r3_p0;   // round 3: w2 = hi(p0) ^ w3 ^ rk1[2] with the shared product p0 = r3_p0
 };
 
-MEMCC_AVX512 inline PhiloxPrefixW1 philox_prefix_w1(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c2, uint32_t g) {
+MEMCC_AVX512 inline PhiloxPrefixW1 philox_prefix_w1(const RoundKeys& k, uint32_t c0, uint32_t c2, uint32_t g) {
   PhiloxPrefixW1 q{};
-  uint32_t rk0[10], rk1[10];
-  round_keys(k0, k1, rk0, rk1, q.rk0, q.rk1);
+  q.rk0 = k.rk0;
+  q.rk1 = k.rk1;
+  uint32_t rk0[3], rk1[3];
+  for (int r = 0; r < 3; ++r) {
+    rk0[r] = static_cast<uint32_t>(k.rk0[r]);
+    rk1[r] = static_cast<uint32_t>(k.rk1[r]);
+  }
   // Round 1: words 0 and 2 are c0 and c2 for every counter; word 0 out takes the lane's c1.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
@@ -359,7 +375,8 @@ bool normals_avx512_available() {
 MEMCC_AVX512 void normals_avx512(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t g0,
                                  int64_t lead, int64_t count, float* out) {
   if (count <= 0) return;
-  for_each_step(philox_prefix(k0, k1, c0, c1, c2), g0, lead, count,
+  const RoundKeys keys = round_keys(k0, k1);
+  for_each_step(philox_prefix(keys, c0, c1, c2), g0, lead, count,
                 [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
                   if (take == 64) {
                     store64(n, out + at);
@@ -383,13 +400,14 @@ MEMCC_AVX512 void add_normal_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
   // Magnitudes compared as integers: the same order as the floats', with a NaN above infinity
   // (a float maximum would drop or keep a NaN depending on the operand order).
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  const RoundKeys keys = round_keys(k0, k1);
   for (int64_t i = 0; i < rows; ++i) {
     const float* var = variance + i * ldv;
     float* cur = currents + i * ldc;
     const float factor = row_factor ? row_factor[i] : 1.0f;
     const __m512 vf = _mm512_set1_ps(factor);
     __m512i mx = _mm512_setzero_si512();
-    for_each_step(philox_prefix(k0, k1, c0, c1 + static_cast<uint32_t>(i), c2), g0, lead, count,
+    for_each_step(philox_prefix(keys, c0, c1 + static_cast<uint32_t>(i), c2), g0, lead, count,
                   [&](const Normals64& n, int64_t skip, int64_t at, int64_t take) MEMCC_AVX512 {
                     if (take == 64) {
                       for (int v = 0; v < 4; ++v) {
@@ -433,11 +451,12 @@ MEMCC_AVX512 void add_column_terms_avx512(uint32_t k0, uint32_t k1, uint32_t c0,
                                           uint32_t j0, int64_t nc, int64_t nq, const float* variance, int64_t ldv,
                                           float f, float* reads, int64_t ldr) {
   const __m512 zero = _mm512_setzero_ps(), vf = _mm512_set1_ps(f);
+  const RoundKeys keys = round_keys(k0, k1);
   const int64_t g_end = (static_cast<int64_t>(j0) + nc + 3) / 4;
   // Column groups outer: one prefix per group serves all positions; each Philox call's four
   // normals are the group's four columns at 16 positions, in the layout of var and reads.
   for (int64_t g = j0 / 4; g < g_end; ++g) {
-    const PhiloxPrefixW1 pre = philox_prefix_w1(k0, k1, c0, c2, static_cast<uint32_t>(g));
+    const PhiloxPrefixW1 pre = philox_prefix_w1(keys, c0, c2, static_cast<uint32_t>(g));
     for (int64_t i0 = 0; i0 < nq; i0 += 16) {
       const int64_t m = std::min<int64_t>(16, nq - i0);
       const __mmask16 k = static_cast<__mmask16>(m >= 16 ? 0xFFFFu : (1u << m) - 1u);
