@@ -48,6 +48,8 @@ uint32_t lo32(uint64_t p) { return static_cast<uint32_t>(p); }
 // per call: a call's prefixes (one per row or column group) all use the same key.
 struct RoundKeys {
   uint64_t rk0[10], rk1[10];
+  uint32_t key0(int r) const { return static_cast<uint32_t>(rk0[r]); }
+  uint32_t key1(int r) const { return static_cast<uint32_t>(rk1[r]); }
 };
 
 MEMCC_AVX512 inline RoundKeys round_keys(uint32_t k0, uint32_t k1) {
@@ -63,26 +65,21 @@ MEMCC_AVX512 inline PhiloxPrefix philox_prefix(const RoundKeys& k, uint32_t c0, 
   PhiloxPrefix q{};
   q.rk0 = k.rk0;
   q.rk1 = k.rk1;
-  uint32_t rk0[4], rk1[4];
-  for (int r = 0; r < 4; ++r) {
-    rk0[r] = static_cast<uint32_t>(k.rk0[r]);
-    rk1[r] = static_cast<uint32_t>(k.rk1[r]);
-  }
   // Round 1: words 0 and 2 are c0 and c2 for every counter.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
-  const uint32_t a0 = hi32(a_p1) ^ c1 ^ rk0[0], a1 = lo32(a_p1), a3 = lo32(a_p0);
-  q.r1_x2 = hi32(a_p0) ^ rk1[0];
+  const uint32_t a0 = hi32(a_p1) ^ c1 ^ k.key0(0), a1 = lo32(a_p1), a3 = lo32(a_p0);
+  q.r1_x2 = hi32(a_p0) ^ k.key1(0);
   // Round 2: word 0 (a0) is shared, word 2 is not.
   const uint64_t b_p0 = static_cast<uint64_t>(philox::kMul0) * a0;
-  q.r2_x0 = a1 ^ rk0[1];
-  const uint32_t b2 = hi32(b_p0) ^ a3 ^ rk1[1], b3 = lo32(b_p0);
+  q.r2_x0 = a1 ^ k.key0(1);
+  const uint32_t b2 = hi32(b_p0) ^ a3 ^ k.key1(1), b3 = lo32(b_p0);
   // Round 3: word 2 (b2) is shared.
   const uint64_t c_p1 = static_cast<uint64_t>(philox::kMul1) * b2;
-  q.r3_x0 = hi32(c_p1) ^ rk0[2];
-  q.r3_x2 = b3 ^ rk1[2];
+  q.r3_x0 = hi32(c_p1) ^ k.key0(2);
+  q.r3_x2 = b3 ^ k.key1(2);
   // Round 4: word 1 (lo of round 3's p1) is shared.
-  q.r4_x0 = lo32(c_p1) ^ rk0[3];
+  q.r4_x0 = lo32(c_p1) ^ k.key0(3);
   return q;
 }
 
@@ -169,21 +166,16 @@ MEMCC_AVX512 inline PhiloxPrefixW1 philox_prefix_w1(const RoundKeys& k, uint32_t
   PhiloxPrefixW1 q{};
   q.rk0 = k.rk0;
   q.rk1 = k.rk1;
-  uint32_t rk0[3], rk1[3];
-  for (int r = 0; r < 3; ++r) {
-    rk0[r] = static_cast<uint32_t>(k.rk0[r]);
-    rk1[r] = static_cast<uint32_t>(k.rk1[r]);
-  }
   // Round 1: words 0 and 2 are c0 and c2 for every counter; word 0 out takes the lane's c1.
   const uint64_t a_p0 = static_cast<uint64_t>(philox::kMul0) * c0;
   const uint64_t a_p1 = static_cast<uint64_t>(philox::kMul1) * c2;
-  q.r1_x0 = hi32(a_p1) ^ rk0[0];
-  const uint32_t a1 = lo32(a_p1), a2 = hi32(a_p0) ^ g ^ rk1[0], a3 = lo32(a_p0);
-  q.r2_x2 = a3 ^ rk1[1];
+  q.r1_x0 = hi32(a_p1) ^ k.key0(0);
+  const uint32_t a1 = lo32(a_p1), a2 = hi32(a_p0) ^ g ^ k.key1(0), a3 = lo32(a_p0);
+  q.r2_x2 = a3 ^ k.key1(1);
   // Round 2: word 2 (a2) is shared, so are words 0 and 1 out.
   const uint64_t b_p1 = static_cast<uint64_t>(philox::kMul1) * a2;
-  const uint32_t b0 = hi32(b_p1) ^ a1 ^ rk0[1], b1 = lo32(b_p1);
-  q.r3_x0 = b1 ^ rk0[2];
+  const uint32_t b0 = hi32(b_p1) ^ a1 ^ k.key0(1), b1 = lo32(b_p1);
+  q.r3_x0 = b1 ^ k.key0(2);
   // Round 3: word 0 (b0) is shared.
   q.r3_p0 = static_cast<uint64_t>(philox::kMul0) * b0;
   return q;
