@@ -138,12 +138,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void convert_input(const 
 __attribute__((target("amx-tile,amx-bf16"))) void amx_conv(const VarianceConvPack& pk, int64_t h,
                                                            const Geometry& g, const int64_t* offsets,
                                                            const uint32_t* xb, float* out) {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
+  load_tile_config(TileConfig::all_16_by_64());
   const int64_t per_offset = pk.c_tiles * kTile;
   const int64_t per_ntile = pk.ks * per_offset;
   const uint16_t* group = pk.tiles.data() + h * pk.n_tiles * per_ntile;
@@ -320,12 +315,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, 
 __attribute__((target("amx-tile,amx-bf16"))) void tile_reads(const uint16_t* a, int64_t k_blocks, int64_t kbn,
                                                               int64_t nb, const uint32_t* sq, int64_t ldq,
                                                               int64_t pbs, float* out, int64_t ldo) {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
+  load_tile_config(TileConfig::all_16_by_64());
   for (int64_t cb = 0; cb < nb; cb += 4) {
     const uint16_t* ab = a + cb * k_blocks * kTile;
     for (int64_t pb = 0; pb < pbs; ++pb) {

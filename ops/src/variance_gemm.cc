@@ -84,12 +84,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void amx_product(const uint16_t* a,
                                                               int64_t k_tiles, const uint16_t* b0,
                                                               const uint16_t* b1, float* c, int64_t ldc,
                                                               int64_t n_pairs, int64_t pack_stride) {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  _tile_loadconfig(&cfg);
+  load_tile_config(TileConfig::all_16_by_64());
   for (int64_t p = 0; p < n_pairs; ++p) {
     const uint16_t* bp0 = b0 + p * 2 * pack_stride;
     const uint16_t* bp1 = b1 + p * 2 * pack_stride;
