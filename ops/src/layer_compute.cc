@@ -680,6 +680,9 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
 
   const InputEncoding enc = encoding_of(a);
   const AdcTiling tiling = tiling_of(a, Kg);
+  // The squared voltages' range that the DAC guarantees: their bfloat16 pass then needs no scans.
+  const MagnitudeRange vr = voltage_magnitude_range(enc);
+  const SquareBounds dac_squares{vr.lo * vr.lo, vr.hi * vr.hi};
   // Without an ADC the columns are one tile (the packs are made so, memristive_matmul_kernel.cc).
   const int64_t tc = adc && a.tile_cols > 0 ? std::min(a.tile_cols, Ng) : Ng;
   auto fits = [&](const ConvTilePack* t) { return t && t->K == Kg && t->groups == G && t->Ng == Ng && t->tc == tc; };
@@ -756,7 +759,7 @@ void conv_layer(const OpAttributes& a, const LayerPlan& p, const float* M, const
           encode_columns(col, ld, Kg, ms, enc, EncodeTarget::Voltages, scale + s0, vec + cnt, scale_given);
           for (int64_t q = s0; q < s0 + ms; ++q) factor[q] = output_factor(a, scale[q]);
           float root = 1.0f;
-          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, ns.sq_bf16, ldq, &root);
+          const bool on_tiles = tv && tile_squares(*tv, col, ld, ms, ns.sq_bf16, ldq, &root, dac_squares);
           if (noise && !on_tiles) square_rows(col, ld, Kg, ms, sq);
           for (int64_t c0 = 0; c0 < Ng; c0 += tc) {
             const int64_t nc = std::min(tc, Ng - c0);

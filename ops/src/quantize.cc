@@ -456,4 +456,18 @@ void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const Inp
   if (enc.iv_b > 0.0f) iv_columns(col, ldc, K, count, enc, target, scale, scratch);
 }
 
+MagnitudeRange voltage_magnitude_range(const InputEncoding& enc) {
+  if (enc.dac_bits <= 0 || !(enc.v_max > 0.0f)) return {};
+  const double levels = std::ldexp(1.0, enc.dac_bits - 1) - 1.0;
+  double lo = enc.v_max / levels, hi = enc.v_max;
+  if (enc.iv_b > 0.0f) {  // f is odd and increasing in |v|
+    lo = std::fabs(enc.iv_a * std::sinh(enc.iv_b * lo));
+    hi = std::fabs(enc.iv_a * std::sinh(enc.iv_b * hi));
+  }
+  lo /= 2.0;
+  hi *= 2.0;
+  if (!(lo >= FLT_MIN) || !(hi <= FLT_MAX)) return {};
+  return {lo, hi};
+}
+
 }  // namespace memcc

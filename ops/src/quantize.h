@@ -66,6 +66,15 @@ void encode_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const Inp
 void encode_columns(float* col, int64_t ldc, int64_t K, int64_t count, const InputEncoding& enc,
                     EncodeTarget target, float* scale, float* scratch, bool scale_given = false);
 
+// Bounds [lo, hi] on every nonzero |v| of the Voltages target (|f(v)| with the I-V), loose by a
+// factor 2 each way for the float32 rounding of the encoding: with a DAC every nonzero voltage
+// lies between one level, V_max / L, and full scale, V_max. {0, 0} without a DAC (no lower bound)
+// or when a bound is not a finite positive float.
+struct MagnitudeRange {
+  double lo = 0.0, hi = 0.0;
+};
+MagnitudeRange voltage_magnitude_range(const InputEncoding& enc);
+
 float max_abs(const float* a, int64_t n);
 
 }  // namespace memcc

@@ -204,9 +204,10 @@ __attribute__((target("avx512f"))) void compact(const float* c, const Geometry& 
 }
 
 
-// The squares of one pair of voltage rows (b may be null: zeros) times s2 (= 2^2t, applied to
-// the voltages as 2^t), as bfloat16 pairs for positions < m16 (masked at m); min_nz tracks the
-// smallest nonzero scaled square.
+// The squares of one pair of voltage rows (b may be null: zeros) as bfloat16 pairs for positions
+// < m16 (masked at m). kScaled: the voltages times two_t first (the squares times 2^2t), and
+// min_nz tracks the smallest nonzero scaled square; otherwise both are left alone.
+template <bool kScaled>
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void square_pair(const float* a, const float* b,
                                                                         int64_t m, float two_t, uint32_t* dst,
                                                                         __m512* min_nz) {
@@ -216,29 +217,34 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void square_pair(const fl
   for (int64_t i = 0; i < m; i += 16) {
     const int64_t n = std::min<int64_t>(16, m - i);
     const __mmask16 k = static_cast<__mmask16>(n == 16 ? 0xFFFFu : (1u << n) - 1u);
-    __m512 va = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, a + i), s);
+    __m512 va = _mm512_maskz_loadu_ps(k, a + i);
+    if (kScaled) va = _mm512_mul_ps(va, s);
     va = _mm512_mul_ps(va, va);
     __m512 vb = zero;
     if (b) {
-      vb = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, b + i), s);
+      vb = _mm512_maskz_loadu_ps(k, b + i);
+      if (kScaled) vb = _mm512_mul_ps(vb, s);
       vb = _mm512_mul_ps(vb, vb);
     }
-    *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(va, zero, _CMP_GT_OQ), *min_nz, va);
-    *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(vb, zero, _CMP_GT_OQ), *min_nz, vb);
+    if (kScaled) {
+      *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(va, zero, _CMP_GT_OQ), *min_nz, va);
+      *min_nz = _mm512_mask_min_ps(*min_nz, _mm512_cmp_ps_mask(vb, zero, _CMP_GT_OQ), *min_nz, vb);
+    }
     const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(vb, va));
     _mm512_storeu_si512(dst + i, _mm512_permutexvar_epi16(interleave, h));
   }
 }
 
 // square_pair over the K rows of v (pairs of rows to sq's rows, ldq apart); returns the smallest
-// nonzero scaled square (inf when none).
+// nonzero scaled square when kScaled (inf when none), else inf.
+template <bool kScaled>
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) float square_rows_bf16(const float* v, int64_t ldv,
                                                                               int64_t K, int64_t m, float two_t,
                                                                               uint32_t* sq, int64_t ldq) {
   __m512 min_nz = _mm512_set1_ps(INFINITY);
   for (int64_t r = 0; r < (K + 1) / 2; ++r) {
     const float* a = v + 2 * r * ldv;
-    square_pair(a, 2 * r + 1 < K ? a + ldv : nullptr, m, two_t, sq + r * ldq, &min_nz);
+    square_pair<kScaled>(a, 2 * r + 1 < K ? a + ldv : nullptr, m, two_t, sq + r * ldq, &min_nz);
   }
   alignas(64) float l[16];
   _mm512_store_ps(l, min_nz);
@@ -524,13 +530,23 @@ TileVariancePack pack_tile_variance(const float* V, int64_t K, int64_t groups, i
 }
 
 bool tile_squares(const TileVariancePack& pk, const float* v, int64_t ldv, int64_t m, uint32_t* sq, int64_t ldq,
-                  float* root_unscale) {
+                  float* root_unscale, const SquareBounds& known) {
 #ifdef MEMCC_VCONV_AMX
   if (pk.empty()) return false;
+  const int64_t m16 = blocks16(m) * 16, rows = pk.k_blocks * 16;
+  // V's scaled maximum lies in [2^(v_exp - 2), 2^v_exp) (its scale exponent is even), so a term
+  // below 2^-126 (flushed) is within the spec's 2^-124 max_k v_k^2 max V of a read whose largest
+  // square is at least lo when lo >= 2^-v_exp.
+  const int v_exp = kExpBudget - ceil_log2(pk.K) - pk.x_exp;
+  if (known.hi > 0.0 && known.hi < std::ldexp(1.0, pk.x_exp - 1) && known.lo >= std::ldexp(1.0, -v_exp)) {
+    square_rows_bf16<false>(v, ldv, pk.K, m, 1.0f, sq, ldq);
+    for (int64_t r = (pk.K + 1) / 2; r < rows; ++r) std::fill(sq + r * ldq, sq + r * ldq + m16, 0u);
+    *root_unscale = pk.v_root_unscale;
+    return true;
+  }
   uint32_t mx_bits = 0;
   for (int64_t k = 0; k < pk.K; ++k) mx_bits = std::max(mx_bits, abs_max_bits(v + k * ldv, m));
   if (mx_bits >= 0x7F800000u) return false;
-  const int64_t m16 = blocks16(m) * 16, rows = pk.k_blocks * 16;
   if (mx_bits == 0) {
     for (int64_t r = 0; r < rows; ++r) std::fill(sq + r * ldq, sq + r * ldq + m16, 0u);
     *root_unscale = 0.0f;
@@ -542,7 +558,7 @@ bool tile_squares(const TileVariancePack& pk, const float* v, int64_t ldv, int64
   std::frexp(mx, &e);  // |v| < 2^e: v^2 2^2t < 2^(2e + 2t) <= 2^x_exp
   const int t = static_cast<int>(std::floor((pk.x_exp - 2 * e) / 2.0));
   if (t > 63 || t < -63) return false;
-  const float min_nz = square_rows_bf16(v, ldv, pk.K, m, std::ldexp(1.0f, t), sq, ldq);
+  const float min_nz = square_rows_bf16<true>(v, ldv, pk.K, m, std::ldexp(1.0f, t), sq, ldq);
   for (int64_t r = (pk.K + 1) / 2; r < rows; ++r) std::fill(sq + r * ldq, sq + r * ldq + m16, 0u);
   // A nonzero square below 1/4 could be a read's largest: bfloat16's flushed denormals could
   // then drop terms the bound keeps (variance_conv.h).
@@ -550,7 +566,7 @@ bool tile_squares(const TileVariancePack& pk, const float* v, int64_t ldv, int64
   *root_unscale = std::ldexp(pk.v_root_unscale, -t);
   return true;
 #else
-  (void)pk, (void)v, (void)ldv, (void)m, (void)sq, (void)ldq, (void)root_unscale;
+  (void)pk, (void)v, (void)ldv, (void)m, (void)sq, (void)ldq, (void)root_unscale, (void)known;
   return false;
 #endif
 }

@@ -69,8 +69,18 @@ TileVariancePack pack_tile_variance(const float* V, int64_t K, int64_t groups, i
 // 2^-t * pk.v_root_unscale, the factor of sqrt(variance) the terms need. False (the caller keeps
 // float32) when a nonzero square would lie within 2^-55 of bfloat16's flushed range relative to
 // the largest, or a voltage is not finite. sq holds ceil(K / 32) * 16 * ldq uint32 values.
+//
+// known: bounds [lo, hi] on every nonzero square that the input encoding guarantees (a DAC puts
+// each nonzero |v| between one level and full scale), or {0, 0}. When they fit the pack's
+// exponent budget (hi below 2^(x_exp - 1), lo high enough that no term the bound keeps can
+// flush), the squares go unscaled (t = 0) with neither the scan for the largest voltage nor the
+// one for the smallest square: a nonzero square then is a bfloat16 normal, and a NaN voltage
+// makes its reads' variances NaN, which the terms count as 0, as on the float32 path.
+struct SquareBounds {
+  double lo = 0.0, hi = 0.0;
+};
 bool tile_squares(const TileVariancePack& pk, const float* v, int64_t ldv, int64_t m, uint32_t* sq, int64_t ldq,
-                  float* root_unscale);
+                  float* root_unscale, const SquareBounds& known = {});
 
 // out[j * ldo + i] := the scaled variance of read (row tile k0..k0+kc, column j of tile c0 of
 // group h) for position i < m (rounded up to 16: ldo >= that), j < nc rounded up to 16 (out

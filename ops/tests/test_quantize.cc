@@ -163,6 +163,49 @@ TEST(quantize_encode_columns_matches_rows) {
   }
 }
 
+TEST(quantize_voltage_magnitude_range_holds_every_encoded_voltage) {
+  // The DAC's bounds on the nonzero encoded voltages (their squares skip the scans of the
+  // bfloat16 variance pass): every voltage encode_columns writes lies inside, and the bounds are
+  // the one-level and full-scale magnitudes loosened by the stated factor 2.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  InputEncoding none;
+  CHECK_EQ(voltage_magnitude_range(none).hi, 0.0);  // no DAC: no lower bound
+  for (int dac : {2, 8, 16}) {
+    for (float range : {0.0f, 0.7f}) {
+      for (float iv_b : {0.0f, 2.7f}) {
+        InputEncoding enc;
+        enc.dac_bits = dac;
+        enc.input_range = range;
+        enc.iv_a = 0.32f;
+        enc.iv_b = iv_b;
+        const MagnitudeRange r = voltage_magnitude_range(enc);
+        const double one_level = enc.v_max / (std::ldexp(1.0, dac - 1) - 1.0);
+        const double lo = iv_b > 0 ? enc.iv_a * std::sinh(enc.iv_b * one_level) : one_level;
+        const double hi = iv_b > 0 ? enc.iv_a * std::sinh(enc.iv_b * double(enc.v_max)) : enc.v_max;
+        CHECK(std::fabs(r.lo - lo / 2) <= 1e-12 * lo && std::fabs(r.hi - 2 * hi) <= 1e-12 * hi);
+        const int64_t K = 40, n = 50;
+        std::vector<float> col(K * n), scale(n), scratch(2 * n);
+        for (auto& v : col) v = normal(rng) * (normal(rng) > 4.0f ? 1e-4f : 1.0f);
+        encode_columns(col.data(), n, K, n, enc, EncodeTarget::Voltages, scale.data(), scratch.data());
+        double seen_lo = INFINITY, seen_hi = 0.0;
+        for (float v : col) {
+          if (v == 0.0f) continue;
+          seen_lo = std::min(seen_lo, std::fabs(double(v)));
+          seen_hi = std::max(seen_hi, std::fabs(double(v)));
+        }
+        CHECK(seen_lo >= r.lo && seen_hi <= r.hi);
+        CHECK(seen_hi >= r.hi / 2.1);  // the largest voltage reaches full scale
+      }
+    }
+  }
+  InputEncoding wild;
+  wild.dac_bits = 8;
+  wild.iv_a = 1.0f;
+  wild.iv_b = 400.0f;  // sinh(400 * 0.3) overflows: no bound
+  CHECK_EQ(voltage_magnitude_range(wild).hi, 0.0);
+}
+
 TEST(quantize_max_abs) {
   std::vector<float> a(37, 0.5f);
   CHECK_EQ(max_abs(a.data(), 0), 0.0f);

@@ -206,6 +206,48 @@ TEST(variance_conv_tile_reads_within_bound) {
     }
   }
   CHECK(worst > std::ldexp(1.0, -16));
+  {
+    // Bounds on the squares (a DAC's): no scans, squares unscaled, and the same variances as the
+    // scanning path, bit for bit (the two differ by powers of two only). A NaN voltage then gives
+    // its position NaN variances (which the terms count as 0) instead of declining.
+    const int64_t K = 300, Ng = 40, m = 45, ldq = 48;
+    std::vector<float> Vm(static_cast<size_t>(K * Ng)), v(static_cast<size_t>(K * m));
+    for (auto& x : Vm) x = var(rng);
+    const float step = 0.3f / 127;
+    for (auto& x : v) x = step * static_cast<float>(pick(-127, 127));
+    const TileVariancePack pk = pack_tile_variance(Vm.data(), K, 1, Ng, Ng);
+    const SquareBounds dac{std::pow(step / 2.0, 2), std::pow(0.6, 2)};
+    std::vector<uint32_t> sq_scan(static_cast<size_t>((K + 31) / 32 * 16 * ldq)), sq_known(sq_scan.size());
+    float root_scan = 0.0f, root_known = 0.0f;
+    CHECK(tile_squares(pk, v.data(), m, m, sq_scan.data(), ldq, &root_scan));
+    CHECK(tile_squares(pk, v.data(), m, m, sq_known.data(), ldq, &root_known, dac));
+    CHECK(root_known != root_scan);  // the scan scaled the squares; the bounded pass did not
+    const int64_t ldo = 48;
+    std::vector<float> out_scan(static_cast<size_t>(48 * ldo)), out_known(out_scan.size());
+    for (int64_t k0 = 0; k0 < K; k0 += 128) {
+      const int64_t kc = std::min<int64_t>(128, K - k0);
+      CHECK(tile_variance_read(pk, 0, 0, k0, kc, sq_scan.data(), ldq, m, out_scan.data(), ldo));
+      CHECK(tile_variance_read(pk, 0, 0, k0, kc, sq_known.data(), ldq, m, out_known.data(), ldo));
+      for (int64_t j = 0; j < Ng; ++j) {
+        for (int64_t i = 0; i < m; ++i) {
+          const size_t at = static_cast<size_t>(j * ldo + i);
+          CHECK(out_known[at] > 0.0f);
+          CHECK_EQ(double(out_scan[at]) * root_scan * root_scan, double(out_known[at]) * root_known * root_known);
+        }
+      }
+    }
+    // Bounds outside the pack's budget fall back to the scan.
+    float root_far = 0.0f;
+    CHECK(tile_squares(pk, v.data(), m, m, sq_known.data(), ldq, &root_far, SquareBounds{1e-30, 0.36}));
+    CHECK_EQ(root_far, root_scan);
+    CHECK(tile_squares(pk, v.data(), m, m, sq_known.data(), ldq, &root_far, SquareBounds{1e-6, 1e30}));
+    CHECK_EQ(root_far, root_scan);
+    v[static_cast<size_t>(7 * m + 3)] = NAN;
+    CHECK(!tile_squares(pk, v.data(), m, m, sq_scan.data(), ldq, &root_scan));
+    CHECK(tile_squares(pk, v.data(), m, m, sq_known.data(), ldq, &root_known, dac));
+    CHECK(tile_variance_read(pk, 0, 0, 0, 128, sq_known.data(), ldq, m, out_known.data(), ldo));
+    CHECK(std::isnan(out_known[3]) && !std::isnan(out_known[4]));
+  }
   // Declined: a voltage far below the largest (its square near bfloat16's flushed range), and
   // non-finite voltages.
   std::vector<float> Vm(64, 1e-9f), v(32 * 20, 0.1f);
