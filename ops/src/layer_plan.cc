@@ -65,6 +65,7 @@ LayerPlan plan_layer(const OpAttributes& a, const std::vector<int64_t>& x_shape,
     p.rows = checked_product(std::vector<int64_t>(x_shape.begin(), x_shape.end() - 1), "X");
     p.y_shape = x_shape;
     p.y_shape.back() = p.N;
+    p.out_shape = p.y_shape;
     return p;
   }
 
@@ -108,6 +109,15 @@ LayerPlan plan_layer(const OpAttributes& a, const std::vector<int64_t>& x_shape,
   }
   p.y_shape = {p.batch, p.N};
   p.y_shape.insert(p.y_shape.end(), geo.out.begin(), geo.out.end());
+  p.out_shape = p.y_shape;
+  for (size_t d = 0; d < a.max_pool.size(); ++d) {
+    p.out_shape[2 + d] = geo.out[d] / a.max_pool[d];
+    if (p.out_shape[2 + d] < 1) {
+      throw OpError("conv mode: max_pool " + shape_text(a.max_pool) + " is larger than the outputs " +
+                    shape_text(std::vector<int64_t>(p.y_shape.begin() + 2, p.y_shape.end())) +
+                    " (every pooled size floor(out / max_pool) must be >= 1)");
+    }
+  }
   return p;
 }
 

@@ -13,7 +13,8 @@ namespace memcc {
 struct LayerPlan {
   int64_t S = 0, K = 0, N = 0;  // G is [S, K, N]
   bool has_bias = false;
-  std::vector<int64_t> y_shape;
+  std::vector<int64_t> y_shape;    // the layer's outputs (before max pooling)
+  std::vector<int64_t> out_shape;  // the node's output Y: y_shape, pooled with max_pool
 
   // Matmul mode: R input vectors of length K.
   int64_t rows = 0;

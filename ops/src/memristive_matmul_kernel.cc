@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "activation.h"
+#include "max_pool.h"
 #include "batched_layer.h"
 #include "conv_geometry.h"
 #include "crossbar_mac.h"
@@ -324,7 +325,7 @@ std::shared_ptr<const MemristiveMatMulKernel::Packed> MemristiveMatMulKernel::pa
 
 bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const LayerPlan& plan,
                                               const Packed& packed, const OrtValue* x, const OrtValue* bias,
-                                              float* y, const ReadNoise* noise) {
+                                              float* y, const ReadNoise* noise, float* pooled_y, bool* pooled) {
   const int64_t K = plan.K, N = plan.N;
   const float* x_data = tensor_data(api_, x);
   const float* bias_data = plan.has_bias ? tensor_data(api_, bias) : nullptr;
@@ -355,6 +356,15 @@ bool MemristiveMatMulKernel::run_native_ideal(OrtKernelContext* context, const L
     // noise, added before it, only without one) and then the variance product of e(X)^2.
     const bool use_nchwc = packed.nchwc.applies() && nchwc_usable(attrs_) && (!noisy || !packed.nchwc_variance.empty());
     const bool nchwc_expected = nchwc_usable(attrs_);
+    if (use_nchwc && !noisy && pooled_y) {
+      // The activation and the pooling on the NCHWc tensors (onnxruntime's NCHWc MaxPool, as the
+      // digital model gets it): only the pooled outputs are reordered back.
+      if (nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data() + packed.nchwc_filter_at, x_data, xv.shape,
+                      bias_data, pads, plan.y_shape, pooled_y, attrs_.max_pool, plan.out_shape)) {
+        *pooled = true;
+        return true;
+      }
+    }
     if (use_nchwc) {
       if (nchwc_->run(context, packed.nchwc, packed.nchwc_filter.data() + packed.nchwc_filter_at, x_data, xv.shape,
                       bias_data, pads, plan.y_shape, y)) {
@@ -446,8 +456,13 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const double time = in.time;
   const TensorView& g = in.g;
   const LayerPlan& plan = in.plan;
-  const int64_t y_count = in.y_count;
-  float* y_data = in.y;
+  // With max_pool the layer's outputs go to scratch and are pooled into Y at the end.
+  int64_t y_count = 1;
+  for (int64_t d : plan.y_shape) y_count *= d;
+  const bool pools = attrs_.pools();
+  std::unique_ptr<ContextScratch> unpooled;
+  if (pools) unpooled.reset(new ContextScratch(api_, context, cpu_, static_cast<size_t>(y_count)));
+  float* y_data = pools ? unpooled->data() : in.y;
 
   const float* g_data = tensor_data(api_, values[1]);
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
@@ -469,10 +484,11 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const float* x_data = tensor_data(api_, values[0]);
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
   const OrtTaskRunner runner(api_, context);
-  bool activated = false;
+  bool activated = false, pooled = false;
   switch (engine) {
     case Engine::NativeIdeal:
-      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y, &noise);
+      activated = run_native_ideal(context, plan, *packed, values[0], values[2], y, &noise, pools ? in.y : nullptr,
+                                   &pooled);
       break;
     case Engine::NativeBatched: {
       const TileGeometry& geo = packed->geometry;
@@ -487,7 +503,9 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
                             packed->conv_tiles.empty() ? nullptr : &packed->conv_tiles);
       break;
   }
+  if (pooled) return;
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);
+  if (pools) max_pool(y, plan.y_shape, attrs_.max_pool, in.y, runner);
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {

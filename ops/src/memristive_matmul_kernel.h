@@ -78,9 +78,11 @@ class MemristiveMatMulKernel {
   std::shared_ptr<const Packed> packed_for(const float* g, const std::vector<int64_t>& g_shape,
                                            const LayerPlan& plan, Engine engine, double time,
                                            const NchwcPlan& nchwc);
-  // True when the activation attribute has been applied too.
+  // True when the activation attribute has been applied too. pooled_y (with max_pool, else
+  // null): the node's output; *pooled := whether it was written there (pooled) instead of y.
   bool run_native_ideal(OrtKernelContext* context, const LayerPlan& plan, const Packed& packed,
-                        const OrtValue* x, const OrtValue* bias, float* y, const ReadNoise* noise);
+                        const OrtValue* x, const OrtValue* bias, float* y, const ReadNoise* noise,
+                        float* pooled_y, bool* pooled);
   std::string where() const;
 
   const OrtApi& api_;

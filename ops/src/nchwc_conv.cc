@@ -91,6 +91,28 @@ std::shared_ptr<const NativeOp> NchwcConv::reorder_output_for(int64_t channels) 
   return reorder_outputs_.emplace(channels, std::shared_ptr<const NativeOp>(std::move(op))).first->second;
 }
 
+std::shared_ptr<const NativeOp> NchwcConv::max_pool_for(const std::vector<int64_t>& window) {
+  if (max_pool_ || max_pool_failed_) return max_pool_;
+  std::string error;
+  // Every attribute given: the standalone-op API does not fill in the schema's defaults.
+  const std::vector<int64_t> ones(window.size(), 1), zeros(2 * window.size(), 0);
+  auto op = NativeOp::create(api_, info_, "MaxPool", kNchwcVersions,
+                             {{"kernel_shape", window, K::Ints, 0.0f},
+                              {"strides", window, K::Ints, 0.0f},
+                              {"dilations", ones, K::Ints, 0.0f},
+                              {"pads", zeros, K::Ints, 0.0f},
+                              {"ceil_mode", {0}, K::Int, 0.0f},
+                              {"auto_pad", {}, K::String, 0.0f, "NOTSET"}},
+                             1, 1, &error, kNchwcDomain);
+  if (!op) {
+    error_ = error;
+    max_pool_failed_ = true;
+    return nullptr;
+  }
+  max_pool_.reset(op.release());
+  return max_pool_;
+}
+
 std::shared_ptr<const NativeOp> NchwcConv::conv_for(const std::vector<int64_t>& pads, int64_t group) {
   auto key = std::make_pair(pads, group);
   auto it = convs_.find(key);
@@ -117,27 +139,37 @@ std::shared_ptr<const NativeOp> NchwcConv::conv_for(const std::vector<int64_t>& 
 
 bool NchwcConv::run(OrtKernelContext* context, const NchwcPlan& plan, const float* filter, const float* x,
                     const std::vector<int64_t>& x_shape, const float* bias, const std::vector<int64_t>& pads,
-                    const std::vector<int64_t>& y_shape, float* y) {
-  std::shared_ptr<const NativeOp> conv, reorder_output;
+                    const std::vector<int64_t>& y_shape, float* y, const std::vector<int64_t>& max_pool,
+                    const std::vector<int64_t>& pooled_shape) {
+  const bool pools = !max_pool.empty();
+  if (pools && (max_pool.size() != 2 || pooled_shape.size() != 4)) return false;
+  std::shared_ptr<const NativeOp> conv, reorder_output, pool;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     conv = conv_for(pads, plan.group);
     reorder_output = reorder_output_for(plan.out_channels);
-    if (!conv || !reorder_output || (plan.reorders_input() && !reorder_input_)) return false;
+    if (pools) pool = max_pool_for(max_pool);
+    if (!conv || !reorder_output || (plan.reorders_input() && !reorder_input_) || (pools && !pool)) return false;
   }
   const int64_t B = x_shape[0], C = x_shape[1];
   const int64_t H = x_shape[2], W = x_shape[3];
   const int64_t OH = y_shape[2], OW = y_shape[3];
+  // What goes back to y: the conv's outputs, or their pooled windows.
+  const int64_t RH = pools ? pooled_shape[2] : OH, RW = pools ? pooled_shape[3] : OW;
   const int64_t x_image = plan.reorders_input() ? plan.conv_channels * H * W : 0;
   const int64_t y_image = plan.conv_out_channels * OH * OW;
+  const int64_t p_image = pools ? plan.conv_out_channels * RH * RW : 0;
   // A few images per invocation, so that a chunk's NCHWc tensors are still in the L2 cache when
   // the reorders read them back (whole-batch tensors make both reorders run from memory).
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(B, kChunkFloats / std::max<int64_t>(1, x_image + y_image)));
+  const int64_t chunk = std::max<int64_t>(
+      1, std::min<int64_t>(B, kChunkFloats / std::max<int64_t>(1, x_image + y_image + p_image)));
   const size_t bias_floats = bias ? static_cast<size_t>(plan.conv_out_channels) : 0;
-  ContextScratch scratch(api_, context, cpu_, static_cast<size_t>(chunk * (x_image + y_image)) + bias_floats);
+  ContextScratch scratch(api_, context, cpu_,
+                         static_cast<size_t>(chunk * (x_image + y_image + p_image)) + bias_floats);
   float* xs = scratch.data();
   float* ys = xs + chunk * x_image;
-  float* bs = ys + chunk * y_image;
+  float* ps = ys + chunk * y_image;
+  float* bs = ps + chunk * p_image;
 
   std::unique_ptr<TensorRef> b;
   if (bias) {
@@ -165,8 +197,17 @@ bool NchwcConv::run(OrtKernelContext* context, const NchwcPlan& plan, const floa
       OrtValue* outs[] = {y_nchwc.get()};
       conv->invoke(context, ins, 3, outs, 1);
     }
-    TensorRef out(api_, cpu_, y + b0 * y_shape[1] * OH * OW, {nb, y_shape[1], OH, OW});
-    const OrtValue* ins[] = {y_nchwc.get()};
+    const OrtValue* back = y_nchwc.get();
+    std::unique_ptr<TensorRef> p_nchwc;
+    if (pools) {
+      p_nchwc.reset(new TensorRef(api_, cpu_, ps, {nb, plan.conv_out_channels, RH, RW}));
+      const OrtValue* ins[] = {y_nchwc.get()};
+      OrtValue* outs[] = {p_nchwc->get()};
+      pool->invoke(context, ins, 1, outs, 1);
+      back = p_nchwc->get();
+    }
+    TensorRef out(api_, cpu_, y + b0 * y_shape[1] * RH * RW, {nb, y_shape[1], RH, RW});
+    const OrtValue* ins[] = {back};
     OrtValue* outs[] = {out.get()};
     reorder_output->invoke(context, ins, 1, outs, 1);
   }

@@ -38,10 +38,13 @@ class NchwcConv {
   // node's activation attribute runs inside the conv kernel). `pads` are resolved
   // ([begin..., end...]). False, with nothing written, when onnxruntime refuses a kernel for
   // these pads (the caller runs the plain Conv); throws OpError when an invoked kernel fails.
-  // X (x_shape) runs in chunks of a few images.
+  // X (x_shape) runs in chunks of a few images. With max_pool (non-overlapping windows, step 10)
+  // the conv's NCHWc outputs go through onnxruntime's NCHWc MaxPool and y gets the pooled
+  // outputs, shape pooled_shape.
   bool run(OrtKernelContext* context, const NchwcPlan& plan, const float* filter, const float* x,
            const std::vector<int64_t>& x_shape, const float* bias, const std::vector<int64_t>& pads,
-           const std::vector<int64_t>& y_shape, float* y);
+           const std::vector<int64_t>& y_shape, float* y, const std::vector<int64_t>& max_pool = {},
+           const std::vector<int64_t>& pooled_shape = {});
 
   // The last error of a kernel creation (for MEMCC_OPS_ENGINE=native messages); empty if none.
   std::string error() const;
@@ -50,6 +53,7 @@ class NchwcConv {
   // Shared, so that a call keeps its ops even if the (bounded) caches drop them meanwhile.
   std::shared_ptr<const NativeOp> conv_for(const std::vector<int64_t>& pads, int64_t group);  // mutex_ held
   std::shared_ptr<const NativeOp> reorder_output_for(int64_t channels);                      // mutex_ held
+  std::shared_ptr<const NativeOp> max_pool_for(const std::vector<int64_t>& window);           // mutex_ held
   int64_t find_block(OrtKernelContext* context);                             // mutex_ held
 
   const OrtApi& api_;
@@ -60,6 +64,8 @@ class NchwcConv {
   int64_t block_ = 0;  // 0: not yet known; < 0: NCHWc unavailable
   std::unique_ptr<NativeOp> reorder_input_;
   std::map<int64_t, std::shared_ptr<const NativeOp>> reorder_outputs_;
+  std::shared_ptr<const NativeOp> max_pool_;  // the node has one window
+  bool max_pool_failed_ = false;
   std::map<std::pair<std::vector<int64_t>, int64_t>, std::shared_ptr<const NativeOp>> convs_;
   std::vector<std::pair<std::vector<int64_t>, int64_t>> failed_convs_;
   std::string error_;

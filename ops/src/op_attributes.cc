@@ -155,7 +155,7 @@ OpAttributes parse_attributes(const AttributeSource& src) {
   if (!kernel) {
     // The spec marks these "conv mode only"; accepting them silently would hide a compiler bug.
     std::string present;
-    for (const char* name : {"strides", "pads", "dilations", "group", "auto_pad"}) {
+    for (const char* name : {"strides", "pads", "dilations", "group", "auto_pad", "max_pool"}) {
       if (src.present(name)) present += std::string(present.empty() ? "" : ", ") + "'" + name + "'";
     }
     if (!present.empty()) {
@@ -175,6 +175,7 @@ OpAttributes parse_attributes(const AttributeSource& src) {
   a.strides = conv_list(src, "strides", n, 1, 1);
   a.dilations = conv_list(src, "dilations", n, 1, 1);
   a.pads = conv_list(src, "pads", 2 * n, 0, 0);
+  if (src.present("max_pool")) a.max_pool = conv_list(src, "max_pool", n, 1, 1);
   a.group = read_int(src, "group").value_or(1);
   if (a.group < 1) fail("attribute 'group' must be >= 1, got " + std::to_string(a.group));
 

@@ -40,6 +40,9 @@ struct OpAttributes {
   int64_t group = 1;
   AutoPad auto_pad = AutoPad::NotSet;
   Activation activation = Activation::None;
+  std::vector<int64_t> max_pool;  // n window sizes (step 10); empty: no pooling
+
+  bool pools() const { return !max_pool.empty(); }
 
   // Without ADC the tile reads are summed exactly, so tiling does not change the result and the
   // whole layer is one GEMM against weight_scale * D (after the DAC, if any).

@@ -147,7 +147,7 @@ CallInputs read_call_inputs(const OrtApi& api, OrtKernelContext* context, const 
   in.plan = plan_layer(attrs, in.x.shape, in.g.shape, in.values[2] ? &in.bias.shape : nullptr);
 
   OrtValue* y_value = nullptr;
-  const std::vector<int64_t>& y_shape = in.plan.y_shape;
+  const std::vector<int64_t>& y_shape = in.plan.out_shape;
   check(api, api.KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &y_value));
   in.y_count = 1;
   for (int64_t d : y_shape) in.y_count *= d;

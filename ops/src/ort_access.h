@@ -71,8 +71,8 @@ struct CallInputs {
   TensorView x, g, bias;
   double time = 0.0;
   LayerPlan plan;
-  int64_t y_count = 0;
-  float* y = nullptr;  // nullptr when Y is empty
+  int64_t y_count = 0;  // of the node's output Y (plan.out_shape: pooled with max_pool)
+  float* y = nullptr;   // nullptr when Y is empty
 };
 // Throws OpError for missing or malformed inputs.
 CallInputs read_call_inputs(const OrtApi& api, OrtKernelContext* context, const OpAttributes& attrs);

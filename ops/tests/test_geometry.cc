@@ -112,6 +112,11 @@ TEST(attributes_constraints) {
   CHECK_THROWS(parse_attributes(conv().set("auto_pad", std::string("VALID")).set("pads", V{0, 0, 0, 0})),
                "'pads' must be absent when auto_pad is VALID");
   CHECK(parse_attributes(conv().set("auto_pad", std::string("SAME_LOWER"))).auto_pad == AutoPad::SameLower);
+  CHECK_THROWS(parse_attributes(base().set("max_pool", V{2, 2})), "only allowed in conv mode");
+  CHECK_THROWS(parse_attributes(conv().set("max_pool", V{2})), "'max_pool' must have 2 values");
+  CHECK_THROWS(parse_attributes(conv().set("max_pool", V{2, 0})), "'max_pool' must be values >= 1");
+  CHECK(!parse_attributes(conv()).pools());
+  CHECK(parse_attributes(conv().set("max_pool", V{3, 2})).max_pool == (V{3, 2}));
 }
 
 TEST(plan_matmul_shapes) {
@@ -143,4 +148,13 @@ TEST(plan_conv_shapes) {
   CHECK_THROWS(plan_layer(a, V{3, 4, 9, 5}, V{2, 13, 6}, nullptr), "(C / group) * prod(kernel_shape) = 12");
   CHECK_THROWS(plan_layer(a, V{3, 4, 9}, V{2, 12, 6}, nullptr), "must have rank 4");
   CHECK_THROWS(plan_layer(a, V{3, 4, 0, 5}, V{2, 12, 6}, nullptr), "output size along spatial axis 0");
+  CHECK(p.out_shape == p.y_shape);
+  // max_pool: floor of the outputs over the windows; a window past the outputs is refused.
+  const OpAttributes pooled = parse_attributes(base()
+                                                   .set("kernel_shape", V{3, 2}).set("group", int64_t{2})
+                                                   .set("strides", V{2, 1}).set("pads", V{1, 0, 1, 1})
+                                                   .set("max_pool", V{2, 3}));
+  p = plan_layer(pooled, V{3, 4, 9, 5}, V{2, 12, 6}, nullptr);
+  CHECK(p.y_shape == (V{3, 6, 5, 5}) && p.out_shape == (V{3, 6, 2, 1}));
+  CHECK_THROWS(plan_layer(pooled, V{3, 4, 9, 1}, V{2, 12, 6}, nullptr), "max_pool [2, 3] is larger than the outputs");
 }

@@ -75,6 +75,11 @@ size_t layer_scratch_floats(const LayerSpec& spec);
 void crossbar_layer(const LayerSpec& spec, const float* a, const float* scale, const float* matrix,
                     const float* variance, const float* bias, float* y, float* scratch, void* stream);
 
+// Step 10: out = max pooling of y ([B, N, D1..Dn], y_shape has n + 2 values, n = spatial_rank
+// <= 3) over non-overlapping windows (window: n sizes); out is [B, N, floor(D_d / window_d)...].
+void max_pool(const float* y, const int64_t* y_shape, const int64_t* window, int spatial_rank, float* out,
+              void* stream);
+
 // ---- Device memory ------------------------------------------------------------------------------
 
 // Makes `device` current on the calling thread (onnxruntime's device for the tensors at hand).

@@ -147,10 +147,17 @@ void CudaMemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const size_t input_floats = (patches || s.encoded) ? static_cast<size_t>(vectors * s.K) : 0;
   const size_t scale_floats = s.encoded ? static_cast<size_t>(vectors) : 0;
   const size_t layer_floats = cuda::layer_scratch_floats(s);
-  DeviceScratch scratch(api_, context, values[0], input_floats + scale_floats + layer_floats);
+  // With max_pool the layer writes its unpooled outputs to scratch; step 10 pools them into Y.
+  size_t unpooled_floats = 0;
+  if (attrs_.pools()) {
+    unpooled_floats = 1;
+    for (int64_t d : plan.y_shape) unpooled_floats *= static_cast<size_t>(d);
+  }
+  DeviceScratch scratch(api_, context, values[0], input_floats + scale_floats + layer_floats + unpooled_floats);
   float* a = scratch.data();
   float* scale = a ? a + input_floats : nullptr;
   float* layer = a ? a + input_floats + scale_floats : nullptr;
+  float* unpooled = a && attrs_.pools() ? a + input_floats + scale_floats + layer_floats : nullptr;
 
   const float* x_data = tensor_data(api_, values[0]);
   const float* inputs_for_layer = x_data;
@@ -169,8 +176,12 @@ void CudaMemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
     inputs_for_layer = a;
   }
   const float* bias_data = plan.has_bias ? tensor_data(api_, values[2]) : nullptr;
-  cuda::crossbar_layer(s, inputs_for_layer, s.encoded ? scale : nullptr, packed->matrix, packed->variance, bias_data, y, layer,
-                       stream);
+  cuda::crossbar_layer(s, inputs_for_layer, s.encoded ? scale : nullptr, packed->matrix, packed->variance, bias_data,
+                       unpooled ? unpooled : y, layer, stream);
+  if (unpooled) {
+    cuda::max_pool(unpooled, plan.y_shape.data(), attrs_.max_pool.data(), static_cast<int>(attrs_.max_pool.size()), y,
+                   stream);
+  }
 }
 
 OrtStatus* CudaMemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {
