@@ -86,6 +86,8 @@ def describe_layer(node: onnx.NodeProto, g_shape: list[int] | None) -> dict[str,
         "input_range": float(attrs.get("input_range", 0.0)),
         "quantization": _decode(attrs.get("quantization", "linear")),
         "kernel_shape": list(kernel) if kernel is not None else None,
+        # pooling the periphery applies to the layer's outputs (op-spec step 10; None: none)
+        "max_pool": list(attrs["max_pool"]) if "max_pool" in attrs else None,
     }
     if g_shape is None or len(g_shape) != 3:
         return layer

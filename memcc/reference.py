@@ -5,7 +5,8 @@ computes in float64 and returns float32. Public pieces:
 
 - `memristive_matmul(X, G, bias=None, **attributes)`: the whole operator (matmul and conv mode).
 - `linear_quantize(values, bits, overflow_rate=0.0)`: the spec's `Quant`, over one read.
-- `conv_geometry(spatial_shape, kernel_shape, ...)`: output sizes and pads of conv mode.
+- `conv_geometry(spatial_shape, kernel_shape, ...)`: output sizes and pads of conv mode;
+  `pooled_shape(out_shape, max_pool)`: the sizes after the max pooling of step 10.
 - `validate_attributes(attributes)`: the attribute constraints, with defaults filled in.
 - `philox4x32_10(counter, key)` and `counter_normal(key, c0, c1, c2, c3)`: the spec's
   counter-based normal (read noise, drift exponents), vectorised over counters.
@@ -57,9 +58,10 @@ ATTRIBUTE_DEFAULTS = {
     "group": 1,
     "auto_pad": "NOTSET",
     "activation": "NONE",
+    "max_pool": None,
 }
 
-_CONV_ONLY = ("strides", "pads", "dilations", "group", "auto_pad")
+_CONV_ONLY = ("strides", "pads", "dilations", "group", "auto_pad", "max_pool")
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,7 +110,8 @@ def validate_attributes(attributes: dict) -> dict:
     """Check the attributes against docs/op-spec.md and return them with defaults filled in.
 
     Conv-mode attributes are returned with their defaults expanded to `n` values once
-    `kernel_shape` is known; in matmul mode they are None. Raises ValueError.
+    `kernel_shape` is known; in matmul mode they are None. `max_pool` has no default: it stays
+    None unless given (no pooling). Raises ValueError.
     """
     unknown = sorted(set(attributes) - set(ATTRIBUTE_DEFAULTS))
     if unknown:
@@ -197,6 +200,13 @@ def validate_attributes(attributes: dict) -> dict:
         elif min(vals) < 1:
             raise ValueError(f"attribute {name!r} must be values >= 1, got {list(vals)}")
         a[name] = vals
+    if a["max_pool"] is not None:
+        window = _ints("max_pool", a["max_pool"])
+        if len(window) != n:
+            raise ValueError(f"attribute 'max_pool' must have {n} values, got {list(window)}")
+        if min(window) < 1:
+            raise ValueError(f"attribute 'max_pool' must be values >= 1, got {list(window)}")
+        a["max_pool"] = window
     a["group"] = _int("group", a["group"])
     if a["group"] < 1:
         raise ValueError(f"attribute 'group' must be >= 1, got {a['group']}")
@@ -548,6 +558,8 @@ def memristive_matmul(X, G, bias=None, T=None, *, execution: int = 0, **attribut
     out_shape, pb, pe = conv_geometry(
         X.shape[2:], ks, a["strides"], a["pads"], a["dilations"], a["auto_pad"]
     )
+    if a["max_pool"] is not None:
+        pooled_shape(out_shape, a["max_pool"])  # refuse a too-large window before computing
     cols = _im2col(X, a, out_shape, pb, pe)  # [B, group, P, K]
     P = cols.shape[2]
     ng = N // group
@@ -561,7 +573,10 @@ def memristive_matmul(X, G, bias=None, T=None, *, execution: int = 0, **attribut
         Y[:, h * ng : (h + 1) * ng, :] = y.transpose(0, 2, 1)
     if bias is not None:
         Y += bias[None, :, None]
-    return _activation(Y, a).reshape((B, N) + tuple(out_shape)).astype(np.float32)
+    Y = _activation(Y, a).reshape((B, N) + tuple(out_shape))
+    if a["max_pool"] is not None:
+        Y = _max_pool(Y, a["max_pool"])
+    return Y.astype(np.float32)
 
 
 def _activation(y: np.ndarray, a: dict) -> np.ndarray:
@@ -569,6 +584,31 @@ def _activation(y: np.ndarray, a: dict) -> np.ndarray:
     if a["activation"] == "RELU":
         return np.maximum(y, 0.0)
     return y
+
+
+def pooled_shape(out_shape: Sequence[int], max_pool: Sequence[int]) -> tuple[int, ...]:
+    """Spatial sizes after step 10: floor(out_d / max_pool_d); ValueError if one would be < 1."""
+    pooled = tuple(int(o) // int(m) for o, m in zip(out_shape, max_pool))
+    if min(pooled) < 1:
+        raise ValueError(
+            f"conv mode: max_pool {list(max_pool)} is larger than the outputs {list(out_shape)} "
+            "(every pooled size floor(out / max_pool) must be >= 1)"
+        )
+    return pooled
+
+
+def _max_pool(Y: np.ndarray, window: Sequence[int]) -> np.ndarray:
+    """Step 10: max over non-overlapping windows of Y [B, N, out...]; trailing positions dropped.
+
+    A window holding a NaN gives NaN (np.max), one of the results the spec allows.
+    """
+    B, N = Y.shape[:2]
+    pooled = pooled_shape(Y.shape[2:], window)
+    Y = Y[(slice(None), slice(None)) + tuple(slice(0, t * m) for t, m in zip(pooled, window))]
+    # Split every spatial axis d into (t_d, m_d) and reduce the window axes.
+    split = [B, N] + [s for t, m in zip(pooled, window) for s in (t, m)]
+    window_axes = tuple(3 + 2 * d for d in range(len(window)))
+    return Y.reshape(split).max(axis=window_axes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ Each pass does one job on a `CompileContext`; `default_passes()` is the standard
                           sampled parameters; naive pulse programming or set-to-target)
 8. `CrossbarAttributes`   tile_shape, voltages, DAC/ADC attributes
 9. `FuseActivation`       a Relu that alone reads a layer's output → the node's `activation`
-10. `Cleanup`             unused initializers removed, report ordered
-11. `Check`               onnx.checker on the result
+10. `FusePool`            a MaxPool (non-overlapping windows, no padding) that alone reads a conv
+                          layer's output → the node's `max_pool`
+11. `Cleanup`             unused initializers removed, report ordered
+12. `Check`               onnx.checker on the result
 
 Non-idealities of the programmed chip (`memcc.passes.nonidealities`: `FiniteStates`,
 `DeviceFaults`, `Endurance`) are passes too, off by default: `memcc.compile(...,
@@ -45,6 +47,7 @@ from .cleanup import Check, Cleanup
 from .crossbar_attributes import CrossbarAttributes
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_activation import FuseActivation
+from .fuse_pool import FusePool
 from .map_weights import MapWeights
 from .nonidealities import (
     DeviceFaults,
@@ -77,6 +80,7 @@ def default_passes() -> list[Pass]:
         ProgramDevices(),
         CrossbarAttributes(),
         FuseActivation(),
+        FusePool(),
         Cleanup(),
         Check(),
     ]
@@ -87,7 +91,8 @@ __all__ = [
     "CompileContext", "CompileOptions", "CompileReport", "MappedLayer", "SkippedNode",
     "Pass", "FunctionPass", "RewritePass", "Pipeline", "default_passes",
     "Normalize", "FoldBatchNorm", "RewriteGemm", "RewriteMatMul", "RewriteConv",
-    "MapWeights", "ProgramDevices", "CrossbarAttributes", "FuseActivation", "Cleanup", "Check",
+    "MapWeights", "ProgramDevices", "CrossbarAttributes", "FuseActivation", "FusePool", "Cleanup",
+    "Check",
     "NonidealityPass", "FiniteStates", "DeviceFaults", "Endurance",
     "nonideality", "make_nonideality", "make_nonidealities", "with_nonidealities",
     "list_nonidealities", "register_nonideality",

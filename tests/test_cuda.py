@@ -171,6 +171,33 @@ def test_conv_agrees_with_cpu(conv, periphery):
                  what=f"{conv}/{periphery}")
 
 
+# max_pool (step 10) after each kind of layer: the pooled outputs of the device against the CPU's
+# (whose ideal 2-D path pools in onnxruntime's NCHWc layout).
+POOLS = {
+    "2d-2x2": ("2d", [2, 2]),
+    "2d-3x2-odd": ("2d-strided-dilated", [3, 2]),
+    "1d": ("1d", [4]),
+    "3d": ("3d", [2, 2, 3]),
+    "wide": ("wide", [2, 2]),
+}
+
+
+@pytest.mark.parametrize("periphery", ["ideal", "ideal-relu", "adc-fused", "iv-adc"])
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_max_pool_agrees_with_cpu(pool, periphery):
+    rng = np.random.default_rng(zlib.crc32(f"{pool}/{periphery}".encode()))
+    conv, window = POOLS[pool]
+    spec = dict(CONVS[conv])
+    x_shape, N = spec.pop("x"), spec.pop("N")
+    K = x_shape[1] // spec.get("group", 1) * int(np.prod(spec["kernel_shape"]))
+    attrs = dict(weight_scale=5e3, **spec, **PERIPHERY[periphery], max_pool=window)
+    model = op_model(conductances(rng, 2, K, N), len(x_shape), bias=rng.standard_normal(N), **attrs)
+    cpu, gpu = sessions(model)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    assert_agree(gpu.run(None, {"x": x})[0], cpu.run(None, {"x": x})[0], quantized=quantized(attrs),
+                 what=f"{pool}/{periphery}")
+
+
 @pytest.mark.parametrize("name", sorted(NOISE))
 @pytest.mark.parametrize("conv", [False, True])
 def test_read_noise_same_seed_same_noise(name, conv):

@@ -9,6 +9,7 @@
 
 #include "activation.h"
 #include "max_pool.h"
+#include "scratch.h"
 #include "batched_layer.h"
 #include "conv_geometry.h"
 #include "crossbar_mac.h"
@@ -92,6 +93,7 @@ bool nchwc_required() { return nchwc_env_is("require"); }
 const std::vector<int> kGemmVersions = {13, 11, 9};
 const std::vector<int> kMatMulVersions = {13, 9, 1};
 const std::vector<int> kConvVersions = {22, 11, 1};
+const std::vector<int> kMaxPoolVersions = {22, 12, 11, 10, 8};
 
 // Layers that read no tiles and whose encoded input e(x) is x itself (no DAC, linear I-V,
 // input_range = 0) or a function of each element alone (a fixed input_range: the DAC and f then
@@ -160,6 +162,22 @@ void MemristiveMatMulKernel::create_native_ops(const OrtKernelInfo* info) {
     if (info_copy_ && attrs_.kernel_shape.size() == 2 && !nchwc_disabled()) {
       nchwc_.reset(new NchwcConv(api_, info_copy_, cpu_, attrs_));
     }
+  }
+  if (attrs_.pools()) {
+    // Step 10 on the layer's NCHW outputs: onnxruntime's own MaxPool, what the digital model
+    // would run after the layer (every attribute given: the standalone-op API fills in no
+    // schema defaults). The NCHWc conv pools in its own layout instead (nchwc_conv.h).
+    using K = NativeAttr::Kind;
+    const size_t n = attrs_.max_pool.size();
+    const std::vector<NativeAttr> pool_attrs = {{"kernel_shape", attrs_.max_pool, K::Ints, 0.0f},
+                                                {"strides", attrs_.max_pool, K::Ints, 0.0f},
+                                                {"pads", std::vector<int64_t>(2 * n, 0), K::Ints, 0.0f},
+                                                {"dilations", std::vector<int64_t>(n, 1), K::Ints, 0.0f},
+                                                {"ceil_mode", {0}, K::Int, 0.0f},
+                                                {"storage_order", {0}, K::Int, 0.0f},
+                                                {"auto_pad", {}, K::String, 0.0f, "NOTSET"}};
+    std::string pool_error;
+    max_pool_op_ = NativeOp::create(api_, info, "MaxPool", kMaxPoolVersions, pool_attrs, 1, 1, &pool_error);
   }
   if (native_required()) {
     const bool missing = attrs_.conv ? (ideal ? !info_copy_ || conv_failed_ : !matmul_) : (ideal ? !gemm_ : !matmul_);
@@ -456,13 +474,13 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   const double time = in.time;
   const TensorView& g = in.g;
   const LayerPlan& plan = in.plan;
-  // With max_pool the layer's outputs go to scratch and are pooled into Y at the end.
+  // With max_pool the layer's outputs go to scratch and are pooled into Y at the end. The
+  // thread's own buffer, not the context's allocator: a fresh allocation of a whole layer's
+  // outputs per call cost its page faults every time (about 1 ms on the bench's tiled CNN).
   int64_t y_count = 1;
   for (int64_t d : plan.y_shape) y_count *= d;
   const bool pools = attrs_.pools();
-  std::unique_ptr<ContextScratch> unpooled;
-  if (pools) unpooled.reset(new ContextScratch(api_, context, cpu_, static_cast<size_t>(y_count)));
-  float* y_data = pools ? unpooled->data() : in.y;
+  float* y_data = pools ? thread_scratch(ScratchSlot::Unpooled, static_cast<size_t>(y_count)) : in.y;
 
   const float* g_data = tensor_data(api_, values[1]);
   const int64_t vectors = attrs_.conv ? plan.batch * plan.patch.positions() : plan.rows;
@@ -505,7 +523,16 @@ void MemristiveMatMulKernel::compute_or_throw(OrtKernelContext* context) {
   }
   if (pooled) return;
   if (!activated) apply_activation(attrs_.activation, y, y_count, runner);
-  if (pools) max_pool(y, plan.y_shape, attrs_.max_pool, in.y, runner);
+  if (!pools) return;
+  if (max_pool_op_) {
+    TensorRef from(api_, cpu_, y, plan.y_shape);
+    TensorRef to(api_, cpu_, in.y, plan.out_shape);
+    const OrtValue* ins[] = {from.get()};
+    OrtValue* outs[] = {to.get()};
+    max_pool_op_->invoke(context, ins, 1, outs, 1);
+    return;
+  }
+  max_pool(y, plan.y_shape, attrs_.max_pool, in.y, runner);
 }
 
 OrtStatus* MemristiveMatMulKernel::compute(OrtKernelContext* context) noexcept {

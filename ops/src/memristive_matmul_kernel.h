@@ -95,6 +95,7 @@ class MemristiveMatMulKernel {
   OrtMemoryInfo* cpu_ = nullptr;
   std::unique_ptr<NativeOp> gemm_;    // matmul mode, ideal: Y = X W + Bias
   std::unique_ptr<NativeOp> matmul_;  // the batched tile products
+  std::unique_ptr<NativeOp> max_pool_op_;  // step 10 on NCHW outputs (null: max_pool.h's loop)
   // Conv ops by resolved pads (auto_pad SAME_* pads depend on the input size), created from a
   // copy of the kernel info; guarded by mutex_.
   OrtKernelInfo* info_copy_ = nullptr;
