@@ -12,7 +12,10 @@ nodes.
 
 from __future__ import annotations
 
-from .base import OP_DOMAIN, OP_TYPE, CompileContext, Pass
+import onnx
+
+from .base import CompileContext, Pass
+from .fuse_readers import fuse_sole_readers
 from .map_weights import set_attribute
 
 
@@ -20,29 +23,12 @@ class FuseActivation(Pass):
     name = "fuse_activation"
 
     def run(self, ctx: CompileContext) -> None:
-        g = ctx.graph
-        ours = {rec.node for rec in ctx.layers}
-        outputs = ctx.graph_output_names()
-        consumers = ctx.consumers()
-        fused = set()
-        for node in g.node:
-            if node.op_type != OP_TYPE or node.domain != OP_DOMAIN or node.name not in ours:
-                continue
+        def fuse(node: onnx.NodeProto, relu: onnx.NodeProto) -> bool:
             if any(a.name == "activation" for a in node.attribute):
-                continue
-            y = node.output[0]
-            readers = consumers.get(y, [])
-            if y in outputs or len(readers) != 1:
-                continue
-            relu = readers[0]
+                return False
             if relu.op_type != "Relu" or relu.domain not in ("", "ai.onnx") or len(relu.output) != 1:
-                continue
-            node.output[0] = relu.output[0]
+                return False
             set_attribute(node, "activation", "RELU")
-            fused.add(id(relu))
-        if not fused:
-            return
-        keep = [n for n in g.node if id(n) not in fused]
-        del g.node[:]
-        g.node.extend(keep)
-        ctx._names = None  # names changed; rebuild on next use
+            return True
+
+        fuse_sole_readers(ctx, fuse)

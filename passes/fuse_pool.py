@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import onnx
 
-from .base import OP_DOMAIN, OP_TYPE, CompileContext, Pass, attr
+from .base import CompileContext, Pass, attr
+from .fuse_readers import fuse_sole_readers
 from .map_weights import set_attribute
 
 
@@ -53,31 +54,14 @@ class FusePool(Pass):
     name = "fuse_pool"
 
     def run(self, ctx: CompileContext) -> None:
-        g = ctx.graph
-        ours = {rec.node for rec in ctx.layers}
-        outputs = ctx.graph_output_names()
-        consumers = ctx.consumers()
-        fused = set()
-        for node in g.node:
-            if node.op_type != OP_TYPE or node.domain != OP_DOMAIN or node.name not in ours:
-                continue
+        def fuse(node: onnx.NodeProto, reader: onnx.NodeProto) -> bool:
             kernel = attr(node, "kernel_shape")
             if kernel is None or attr(node, "max_pool") is not None:
-                continue
-            y = node.output[0]
-            readers = consumers.get(y, [])
-            if y in outputs or len(readers) != 1:
-                continue
-            pool = readers[0]
-            window = pool_window(pool, len(kernel))
-            if window is None or list(pool.input) != [y]:
-                continue
-            node.output[0] = pool.output[0]
+                return False
+            window = pool_window(reader, len(kernel))
+            if window is None:
+                return False
             set_attribute(node, "max_pool", window)
-            fused.add(id(pool))
-        if not fused:
-            return
-        keep = [n for n in g.node if id(n) not in fused]
-        del g.node[:]
-        g.node.extend(keep)
-        ctx._names = None  # names changed; rebuild on next use
+            return True
+
+        fuse_sole_readers(ctx, fuse)
