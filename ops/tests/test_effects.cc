@@ -15,6 +15,7 @@
 #include "layer_compute.h"
 #include "layer_plan.h"
 #include "map_attributes.h"
+#include "noise_bound.h"
 #include "naive_spec.h"
 #include "philox.h"
 #include "runtime_effects.h"
@@ -356,18 +357,7 @@ TEST(effects_packed_variance_within_bound) {
     const auto y0 = run(quiet, p, pack(quiet, p, G, 1.0), X, nullptr, 0);
     const auto exact = run(a, p, packed, X, nullptr, 3);
     const auto fast = run(a, p, packed, X, nullptr, 3, 2, &vp);
-    double scale = 1e-30;
-    for (float v : exact) scale = std::max(scale, double(std::fabs(v)));
-    const double level = cs.adc_bits > 0 ? std::ldexp(scale, -17) : 0.0;
-    double worst = 0.0;
-    for (size_t i = 0; i < exact.size(); ++i) {
-      const double term = double(exact[i]) - y0[i];
-      const double err = std::fabs(double(fast[i]) - exact[i]);
-      CHECK(err <= (std::ldexp(1.0, -8) + std::ldexp(1.0, -12)) * std::fabs(term) + 1e-6 * scale + level);
-      worst = std::max(worst, err / (std::fabs(term) + 1e-30));
-    }
-    // The bf16 path did run: its rounding shows.
-    CHECK(worst > std::ldexp(1.0, -16));
+    memcc_test::check_bf16_noise_terms(y0, exact, fast, cs.adc_bits > 0);
   }
 }
 
@@ -483,16 +473,6 @@ TEST(effects_conv_tile_noise_bf16_within_bound) {
     const auto y0 = run_tiles(quiet, pack(quiet, p, G, a.drift_t0), nullptr);
     const auto exact = run_tiles(a, packed, nullptr);
     const auto fast = run_tiles(a, packed, &tv);
-    double scale = 1e-30;
-    for (float v : exact) scale = std::max(scale, double(std::fabs(v)));
-    const double level = std::ldexp(scale, -17);
-    double worst = 0.0;
-    for (size_t i = 0; i < exact.size(); ++i) {
-      const double term = double(exact[i]) - y0[i];
-      const double err = std::fabs(double(fast[i]) - exact[i]);
-      CHECK(err <= (std::ldexp(1.0, -8) + std::ldexp(1.0, -12)) * std::fabs(term) + 1e-6 * scale + level);
-      worst = std::max(worst, err / (std::fabs(term) + 1e-30));
-    }
-    CHECK(worst > std::ldexp(1.0, -16));
+    memcc_test::check_bf16_noise_terms(y0, exact, fast, true);
   }
 }
