@@ -6,8 +6,9 @@ Builds three models here (a CNN, an MLP and a transformer encoder whose projecti
 with constant weights; PyTorch export when torch is installed, onnx.helper otherwise), compiles
 each twice -- ideal mode, and 128x128 tiles with 8-bit DAC and ADC -- and times all three
 versions in onnxruntime on the CPU with the same thread count. Runs are interleaved (original,
-ideal, tiled, original, ...) so that drift in machine load hits all versions alike, and the
-median of --repeats runs is reported. Targets: ideal <= 1.3x the original, tiled <= 2x.
+ideal, tiled, original, ...; in blocks that start after the previous session's pool has stopped
+spinning when --threads > 1, see timing.py) so that drift in machine load hits all versions
+alike, and the median of --repeats runs is reported. Targets: ideal <= 1.3x the original, tiled <= 2x.
 
 A benchmark, not a test: it asserts nothing about time.
 """
@@ -15,17 +16,19 @@ A benchmark, not a test: it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import platform
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from timing import time_interleaved
 
 TARGET_IDEAL = 1.3
 TARGET_TILED = 2.0
@@ -241,12 +244,8 @@ def bench_model(name, model, shape, *, threads, repeats, warmup):
     for _ in range(warmup):
         for k, s in sessions.items():
             s.run(None, feeds[k])
-    times = {k: [] for k in sessions}
-    for _ in range(repeats):
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, feeds[k])
-            times[k].append(time.perf_counter() - t0)
+    times = time_interleaved({k: functools.partial(s.run, None, feeds[k]) for k, s in sessions.items()}, repeats,
+                             threads)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     ref = outputs["original"]
     scale = float(np.max(np.abs(ref))) or 1.0

@@ -13,12 +13,13 @@ On CPUs with AMX-BF16 the read-noise variance runs on the tile unit (MEMCC_OPS_A
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from memcc.runtime import session
+from timing import time_interleaved
 
 EFFECTS = {
     "none": {},
@@ -70,12 +71,8 @@ def bench(label, G, x, conv, rounds):
         for s in sess.values():  # warm up: packing, scratch
             for _ in range(3):
                 s.run(None, feeds)
-        times = {k: [] for k in sess}
-        for _ in range(rounds):  # interleaved, so load changes hit every variant alike
-            for k, s in sess.items():
-                t0 = time.perf_counter()
-                s.run(None, feeds)
-                times[k].append(time.perf_counter() - t0)
+        # Interleaved, so load changes hit every variant alike.
+        times = time_interleaved({k: functools.partial(s.run, None, feeds) for k, s in sess.items()}, rounds, THREADS)
         med = {k: float(np.median(v)) for k, v in times.items()}
         base = med["none"]
         cells = "  ".join(f"{k} {1e3 * v:7.3f} ms ({v / base:4.2f}x)" for k, v in med.items())
