@@ -10,6 +10,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cache_line_vector.h"
 #include "conv_tiles.h"
 #include "counter_normal.h"
 #include "crossbar_mac.h"
@@ -586,7 +587,7 @@ struct ConvNoiseScratch {
     z = var + cols16 * kReadPositions;
     zt = z + 16 * cols;
     if (on_tiles) {
-      thread_local std::vector<uint32_t> bf16;
+      thread_local CacheLineVector<uint32_t> bf16;
       bf16.resize(static_cast<size_t>(ceil_div(K, 32) * 16 * ldq));
       sq_bf16 = bf16.data();
     }

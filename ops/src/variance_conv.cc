@@ -459,8 +459,9 @@ bool variance_conv(const VarianceConvPack& pk, const LayerPlan& plan, const floa
       ok = false;
       return;
     }
-    thread_local std::vector<uint32_t> xb;
-    thread_local std::vector<float> pm, cbuf;
+    thread_local CacheLineVector<uint32_t> xb;
+    thread_local CacheLineVector<float> cbuf;
+    thread_local std::vector<float> pm;
     xb.resize(static_cast<size_t>(pairs * g.FL));
     pm.resize(static_cast<size_t>(plane));
     cbuf.resize(static_cast<size_t>(pk.n_tiles * kCols * g.Qp));

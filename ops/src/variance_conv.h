@@ -13,8 +13,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
+#include "cache_line_vector.h"
 #include "layer_plan.h"
 
 namespace memcc {
@@ -29,7 +29,7 @@ struct VarianceConvPack {
   int64_t n_tiles = 0;  // 16-column blocks, even (pairs run together)
   int x_exp = 0;        // the squares are scaled to a maximum below 2^x_exp
   float v_unscale = 1.0f;
-  std::vector<uint16_t> tiles;
+  CacheLineVector<uint16_t> tiles;
   bool empty() const { return tiles.empty(); }
 };
 
@@ -56,7 +56,7 @@ struct TileVariancePack {
   int64_t col_blocks = 0;  // 16-column blocks per group (all column tiles)
   int x_exp = 0;
   float v_root_unscale = 1.0f;  // sqrt of the factor that undoes V's scale
-  std::vector<uint16_t> tiles;
+  CacheLineVector<uint16_t> tiles;
   bool empty() const { return tiles.empty(); }
 };
 

@@ -8,28 +8,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <vector>
 
-namespace memcc {
+#include "cache_line_vector.h"
 
-// 64-byte aligned storage: a tile row (64 bytes) that straddles two cache lines makes the tile
-// loads and stores about three times slower.
-template <class T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
-  template <class U>
-  bool operator==(const CacheLineAllocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
-};
-template <class T>
-using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
+namespace memcc {
 
 // V [K, N] packed once: column blocks of 16, row blocks of 32 (one 1 KiB tile each, pairs of rows
 // interleaved as the tile unit reads them), zero-padded; scaled by a power of two (exact) so
