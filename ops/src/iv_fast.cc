@@ -35,8 +35,9 @@ inline float iv_double(float x, float a, float b, float pre, float post) {
 // ah * sinh(x (bh + bl)) for 16 lanes, where bh + bl is the factor b * pre to twice float32's
 // precision (the argument's rounding would otherwise be amplified |arg| times). `bad` gets the
 // lanes with |x bh| > kFastLimit or NaN, whose results are not valid.
-//  - |arg| < 1: arg + arg^3 (1/3! + ... + arg^8/11!) (truncation < 2e-10 relative), the low
-//    part of the argument added at the end;
+//  - |arg| < 1: arg + arg^3 (1/3! + ... + arg^8/11!) (truncation < 2e-10 relative) on the
+//    rounded argument alone: there its rounding is amplified at most |arg| coth|arg| < 1.32
+//    times, so the low part would buy under an ulp for three of the branch's eleven operations;
 //  - else (e^|arg| - e^-|arg|) / 2 (cancellation at most coth(1) = 1.31 times), with
 //    e^|arg| = 2^k e^r, |r| <= ln2/2 (+ the low part), e^r and e^-r by Taylor to r^7
 //    (< 6e-9 relative) and 2^k applied by vscalefps.
@@ -55,8 +56,7 @@ __attribute__((target("avx512f"))) inline __m512 sinh_lanes(__m512 x, __m512 bh,
   p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 120.0f));
   p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 6.0f));
   // On magnitudes, the sign put back last: sinh(-0) stays -0.
-  const __m512 small =
-      xor_bits(_mm512_add_ps(ax, _mm512_fmadd_ps(_mm512_mul_ps(ax, t2), p, xor_bits(tl, sgn))), sgn);
+  const __m512 small = xor_bits(_mm512_fmadd_ps(_mm512_mul_ps(ax, t2), p, ax), sgn);
 
   const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
   if (is_small == 0xFFFF) return _mm512_mul_ps(small, ah);  // typical voltages: |b v| < 1 throughout
@@ -148,7 +148,6 @@ __attribute__((target("avx512f"))) void iv_apply_columns_fast(float* col, int64_
     for (int64_t k = 0; k < K; ++k, x += ldc) {
       const __m512 v = _mm512_maskz_loadu_ps(m, x);
       const __m512 t = _mm512_mul_ps(v, bh);
-      const __m512 tl = _mm512_fmadd_ps(v, bl, _mm512_fmsub_ps(v, bh, t));
       const __m512 t2 = _mm512_mul_ps(t, t);
       __m512 y;
       if (_mm512_cmp_ps_mask(t2, one, _CMP_LT_OQ) == 0xFFFF) {
@@ -156,7 +155,7 @@ __attribute__((target("avx512f"))) void iv_apply_columns_fast(float* col, int64_
         p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 5040.0f));
         p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 120.0f));
         p = _mm512_fmadd_ps(t2, p, _mm512_set1_ps(1.0f / 6.0f));
-        const __m512 sm = _mm512_add_ps(t, _mm512_fmadd_ps(_mm512_mul_ps(t, t2), p, tl));
+        const __m512 sm = _mm512_fmadd_ps(_mm512_mul_ps(t, t2), p, t);
         // The sign bit of t, the rest of sm (0xD8: C ? B : A).
         const __m512 signed_sm = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
             _mm512_castps_si512(sm), _mm512_castps_si512(t), _mm512_castps_si512(sign_bit), 0xD8));
