@@ -76,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-pulses", help="naive programming: pulse budget per device (default 200)")
     c.add_argument(
         "--nonideality", action="append", default=None, metavar="NAME[:KEY=VALUE]...",
-        help="apply a non-ideality of the programmed chip (repeatable, applied in the order given): "
-        "finite_states:n=16 | finite_states:states=G1,G2,... (siemens) | "
-        "faults:stuck_lrs=P:stuck_hrs=P:unformed=P | endurance:cycles=N; replaces the config file's list",
+        help="apply a non-ideality (repeatable, applied in the order given; replaces the config file's "
+        "list). Of the programmed chip: finite_states:n=16 | finite_states:states=G1,G2,... (siemens) | "
+        "faults:stuck_lrs=P:stuck_hrs=P:unformed=P | endurance:cycles=N. Drawn by the op at run time: "
+        "read_noise:std=0.05 (relative, every read) | nonlinear (the device's I-V curve; data_driven, "
+        "stanford_pku) | drift:nu=0.05:nu_std=0.01 (the model gets an input memcc_time_s, seconds "
+        "since programming)",
     )
     c.add_argument("--config", help="TOML file with compile settings (flags override it)")
     c.add_argument("--report", help="write a JSON report (mapped and skipped layers, programming statistics) and a PNG of the programming error next to it")

@@ -141,6 +141,16 @@ def test_help_and_version():
     assert proc.returncode == 0 and memcc.__version__ in proc.stdout
 
 
+def test_compile_help_names_every_nonideality():
+    from memcc.passes.nonidealities import NONIDEALITIES
+
+    proc = memcc_cli("compile", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # argparse wraps the help text
+    missing = [name for name in NONIDEALITIES if name not in text]
+    assert not missing, f"--nonideality help lacks {missing}"
+
+
 def test_no_command():
     assert_user_error(memcc_cli(), "COMMAND")
 
