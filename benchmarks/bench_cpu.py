@@ -6,9 +6,10 @@ Builds three models here (a CNN, an MLP and a transformer encoder whose projecti
 with constant weights; PyTorch export when torch is installed, onnx.helper otherwise), compiles
 each twice -- ideal mode, and 128x128 tiles with 8-bit DAC and ADC -- and times all three
 versions in onnxruntime on the CPU with the same thread count. Runs are interleaved (original,
-ideal, tiled, original, ...; in blocks that start after the previous session's pool has stopped
-spinning when --threads > 1, see timing.py) so that drift in machine load hits all versions
-alike, and the median of --repeats runs is reported. Targets: ideal <= 1.3x the original, tiled <= 2x.
+ideal, tiled, original, ...), in blocks that begin with untimed runs (timing.py: with
+--threads > 1 the previous session's pool spins on for tens of ms), so that drift in machine
+load hits all versions alike; the median of --repeats runs is reported. Targets: ideal <= 1.3x
+the original, tiled <= 2x.
 
 A benchmark, not a test: it asserts nothing about time.
 """
