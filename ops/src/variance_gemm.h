@@ -6,9 +6,7 @@
 // cost. Without AMX (or for shapes it does not cover) the callers keep the exact float32 sgemm.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "cache_line_vector.h"
 
