@@ -13,6 +13,10 @@ OP_DOMAIN = "ai.memcc"
 OP_TYPE = "MemristiveMatMul"
 OP_VERSION = 1
 
+# Public submodules, imported on first attribute access.
+_SUBMODULES = ("compiler", "config", "datasets", "devices", "info", "io", "mapping", "passes", "plots",
+               "programming", "quantize", "reference", "runtime", "sweep")
+
 
 def __getattr__(name):
     # Imported lazily so that `import memcc` stays cheap for the CLI and the op library can be
@@ -25,6 +29,12 @@ def __getattr__(name):
         from memcc import runtime
 
         return getattr(runtime, name)
+    if name in _SUBMODULES:
+        # `import memcc` then `memcc.runtime.session(...)` (as the README writes it) must work
+        # without a separate `import memcc.runtime`.
+        import importlib
+
+        return importlib.import_module(f"memcc.{name}")
     raise AttributeError(f"module 'memcc' has no attribute {name!r}")
 
 

@@ -18,9 +18,10 @@ Each pass does one job on a `CompileContext`; `default_passes()` is the standard
 12. `Check`               onnx.checker on the result
 
 Non-idealities of the programmed chip (`memcc.passes.nonidealities`: `FiniteStates`,
-`DeviceFaults`, `Endurance`) are passes too, off by default: `memcc.compile(...,
-nonidealities=[...])` inserts them after `ProgramDevices`, in the order given (see
-`with_nonidealities`; build one by name with `nonideality("faults", stuck_lrs=0.01)`).
+`DeviceFaults`, `Endurance`) and those the op evaluates at every read (`ReadNoise`,
+`NonlinearIV`, `Drift`: they set op attributes) are passes too, off by default:
+`memcc.compile(..., nonidealities=[...])` inserts them after `ProgramDevices`, in the order
+given (see `with_nonidealities`; build one by name with `nonideality("faults", stuck_lrs=0.01)`).
 
 Compose your own with `Pipeline(default_passes())` and its `insert_after`/`replace`/`remove`,
 or pass a list to `memcc.compile(..., passes=[...])`. A custom pass subclasses `Pass` (or
@@ -51,9 +52,13 @@ from .fuse_pool import FusePool
 from .map_weights import MapWeights
 from .nonidealities import (
     DeviceFaults,
+    Drift,
     Endurance,
     FiniteStates,
     NonidealityPass,
+    NonlinearIV,
+    ReadNoise,
+    RuntimeNonideality,
     list_nonidealities,
     make_nonideality,
     make_nonidealities,
@@ -94,6 +99,7 @@ __all__ = [
     "MapWeights", "ProgramDevices", "CrossbarAttributes", "FuseActivation", "FusePool", "Cleanup",
     "Check",
     "NonidealityPass", "FiniteStates", "DeviceFaults", "Endurance",
+    "RuntimeNonideality", "ReadNoise", "NonlinearIV", "Drift",
     "nonideality", "make_nonideality", "make_nonidealities", "with_nonidealities",
     "list_nonidealities", "register_nonideality",
 ]
