@@ -47,8 +47,9 @@ class IdealDevice(DeviceModel):
 
     @property
     def dt(self) -> float:
-        """No dynamics: a nominal 1 s time step (only used by sweeps such as `iv_loop`)."""
-        return 1.0
+        """No dynamics: a nominal time step, only used by sweeps such as `iv_loop`; 1 ms samples
+        the default 1 Hz sine a thousand times a period (a line through the origin)."""
+        return 1e-3
 
     @property
     def set_threshold(self):

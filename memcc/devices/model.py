@@ -44,6 +44,10 @@ from memcc.errors import ConfigError
 #: Devices per chunk in vectorised loops (float64 arrays of 512 KiB: cache-friendly).
 DEFAULT_CHUNK = 1 << 16
 
+#: Relative margin by which `DeviceModel.with_d2d_std` keeps its clip bounds inside the valid
+#: resistances (see the comment there).
+D2D_MARGIN = 1e-6
+
 
 @dataclass(frozen=True)
 class Param:
@@ -227,13 +231,28 @@ class DeviceModel:
         merged.update(params)
         return type(self)(**merged)
 
+    def resistance_limits(self) -> dict[str, tuple[float, float]]:
+        """The open intervals ``{"r_on": (lo, hi), "r_off": (lo, hi)}`` of resistances (ohm) that
+        make a valid device together with this model's other parameters, apart from the
+        ``r_on < r_off`` that every model needs. :meth:`with_d2d_std` keeps its samples inside.
+
+        The base class has no further limit, ``(0, inf)`` for both; a model whose equations
+        exclude some resistances overrides this (e.g. Stanford-PKU: r_on must exceed the
+        resistance at zero gap). Other parameters that are distributions or per-device arrays
+        count with their worst case over ``[min, max]`` (see :func:`value_range`); a limit that
+        cannot be bounded that way (an unbounded distribution) is left out.
+        """
+        return {"r_on": (0.0, math.inf), "r_off": (0.0, math.inf)}
+
     def with_d2d_std(self, rel_std: float, keep=()) -> "DeviceModel":
         """A copy whose fixed r_on and r_off become clipped normals of relative std `rel_std`.
 
         Parameters named in `keep` (set explicitly by the user) and parameters that already are
-        distributions are left alone. Samples are clipped at ±3 std, and never past the geometric
-        mean of the nominal r_on and r_off, so that every device keeps r_on < r_off however wide
-        the spread.
+        distributions are left alone. Samples are clipped at ±3 std, at 1e-3 of the mean from
+        below, inside the model's :meth:`resistance_limits`, and r_on strictly below / r_off at
+        or above the geometric mean of the nominal r_on and r_off, so that every sampled device
+        is valid (r_on < r_off) however wide the spread. The nominal values always stay inside
+        the clip range (they are valid devices), so `nominal_device` is unchanged.
         """
         if rel_std < 0 or not np.isfinite(rel_std):
             raise ConfigError(f"d2d_std must be a finite number >= 0, got {rel_std!r}")
@@ -245,14 +264,26 @@ class DeviceModel:
         middle = None
         if all(isinstance(v, (int, float, np.integer, np.floating)) for v in nominal.values()):
             middle = float(np.sqrt(float(nominal["r_on"]) * float(nominal["r_off"])))
+        limits = self.resistance_limits()
+        # Why a margin: clipping r_on and r_off to the same value (the geometric mean), or r_on to
+        # a model limit itself, gives invalid devices (r_on == r_off; a Stanford-PKU ON gap of
+        # 0). Clip bounds a relative D2D_MARGIN inside make every sample strictly valid, with a
+        # gap far above float64 rounding for derived quantities (1/r, log), while moving a
+        # clipped sample by only 1e-6 relative. The margin from the geometric mean is taken on
+        # the r_on side only: r_off's clip there binds at a smaller std than r_on's, so spreads
+        # whose samples were valid before are bit-identical unless r_on reached that clip or
+        # a model limit.
+        eps = D2D_MARGIN
         changed = {}
         for name, value in nominal.items():
             if name in keep or isinstance(value, (Distribution, np.ndarray)) or value is None:
                 continue
             mean = float(value)
-            low, high = max(mean - 3 * rel_std * mean, 1e-3 * mean), mean + 3 * rel_std * mean
+            lim_lo, lim_hi = limits.get(name, (0.0, math.inf))
+            low = max(mean - 3 * rel_std * mean, 1e-3 * mean, min(lim_lo * (1 + eps), mean))
+            high = min(mean + 3 * rel_std * mean, max(lim_hi / (1 + eps), mean))
             if middle is not None and name == "r_on":
-                high = min(high, middle)
+                high = min(high, max(middle / (1 + eps), mean))
             if middle is not None and name == "r_off":
                 low = max(low, middle)
             changed[name] = Distribution(mean, rel_std * mean, low, high)
@@ -531,6 +562,20 @@ class DeviceModel:
         s0 = model.initial_state(initial, 1)
         _, i, g = model.simulate(s0, v[:, None], dt, record="both")
         return t, v, i[:, 0], g[:, 0]
+
+
+def value_range(value) -> tuple[float, float]:
+    """(smallest, largest) value a parameter can take: a number twice, an array's min and max, a
+    Distribution's [min, max] clip (possibly infinite)."""
+    if isinstance(value, Distribution):
+        if value.is_fixed:
+            v = min(max(value.mean, value.min), value.max)
+            return v, v
+        return value.min, value.max
+    arr = np.asarray(value, dtype=float)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.min()), float(arr.max())
 
 
 def _same(a, b) -> bool:

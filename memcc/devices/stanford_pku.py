@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memcc.devices.model import DeviceModel, Param
+from memcc.devices.model import DeviceModel, Param, value_range
 from memcc.devices.parameters import ParameterError
 
 Q_E = 1.602176634e-19
@@ -98,6 +98,23 @@ class StanfordPKU(DeviceModel):
                 f"device {self.name!r}: r_on is too small for I_0, V_0 and read_voltage (the ON gap would be <= 0)"
             )
         p["_gmin"], p["_gmax"], p["_gscale"] = gmin, gmax, scale
+
+    def resistance_limits(self):
+        """r_on must exceed 1/scale = read_voltage / (I_0 sinh(read_voltage / V_0)), the read
+        resistance at zero gap: below it the ON gap g_0 ln(scale r_on) would be <= 0 (`_derive`).
+        With I_0, V_0 or read_voltage stochastic, the worst case over their ranges (1/scale
+        grows as I_0 and read_voltage shrink and as V_0 grows); left out when unbounded."""
+        limits = super().resistance_limits()
+        v = self._values
+        i0, v0, vr = (np.float64(value_range(v[k])[i]) for k, i in (("I_0", 0), ("V_0", 1), ("read_voltage", 0)))
+        with np.errstate(all="ignore"):
+            if vr > 0:
+                r_min = 1.0 / (i0 * np.sinh(vr / v0) / vr)  # the same expression as _derive's scale
+            else:  # read voltages down to 0: the limit vr -> 0 of vr / (I_0 sinh(vr / V_0))
+                r_min = v0 / i0
+        if i0 > 0 and np.isfinite(r_min) and r_min > 0:
+            limits["r_on"] = (float(r_min), limits["r_on"][1])
+        return limits
 
     @property
     def set_threshold(self):
