@@ -6,16 +6,26 @@ Each non-ideality is a `Pass` with one job, configured by its constructor, run a
 =================  ==================  ===================================================
 name               class               parameters (defaults)
 =================  ==================  ===================================================
-``finite_states``  `FiniteStates`      n_states (alias n) | states (list, siemens); spacing "linear"
-``faults``         `DeviceFaults`      stuck_lrs 0, stuck_hrs 0, unformed 0 (proportions),
-                                       unformed_factor 0.1, seed (None: the compile seed)
-``endurance``      `Endurance`         cycles 0, threshold 1e4, a_on 0.1217, a_off -0.1586,
-                                       count_programming true
+``finite_states``  `FiniteStates`      n_states (alias n, 2 … 2^24) | states (list, siemens,
+                                       >= 2 of them within the device's window, a factor 2
+                                       either side accepted); spacing "linear"
+``faults``         `DeviceFaults`      stuck_lrs, stuck_hrs, unformed (proportions, 0; at
+                                       least one given), unformed_factor 0.1, seed (None:
+                                       the compile seed)
+``endurance``      `Endurance`         cycles 0 (give it), threshold 1e4, a_on 0.1217,
+                                       a_off -0.1586, count_programming true
 ``read_noise``     `ReadNoise`         std 0.05, seed (None: the compile seed)   [run time]
 ``nonlinear``      `NonlinearIV`       (none: the device model's I-V curve)      [run time]
 ``drift``          `Drift`             nu 0.05, nu_std 0, t0 1 (s), t (default   [run time]
                                        time, None: t0), seed (None: compile seed)
 =================  ==================  ===================================================
+
+Only ``faults`` may be given more than once (each pass then picks its own devices: a pass on the
+same seed as an earlier one draws from a stream of its own, `device_faults`); the others
+are refused when repeated (ConfigError): a run-time one sets one attribute per layer, so only
+the last would apply; a second ``finite_states`` re-rounds the first's levels; a second
+``endurance`` shrinks the shrunk window again (cycles add up: give the total). Give one with the
+combined value.
 
 The ``[run time]`` ones change no conductance: they set attributes that the op evaluates at
 every read (`runtime_base`; docs/op-spec.md), and ``drift`` adds the model input
@@ -44,7 +54,7 @@ from typing import Any, Iterable
 from memcc.errors import ConfigError
 
 from ..base import Pass, Pipeline
-from .base import LayerDevicesView, NonidealityPass, check_keys, layer_view
+from .base import LayerDevicesView, NonidealityPass, check_keys, check_repeats, layer_view
 from .device_faults import DeviceFaults
 from .endurance import Endurance, degraded_window
 from .finite_states import FiniteStates
@@ -148,12 +158,15 @@ def make_nonideality(spec) -> Pass:
 
 
 def make_nonidealities(specs) -> list[Pass]:
-    """`make_nonideality` over a list (None → [])."""
+    """`make_nonideality` over a list (None → []); ConfigError when a non-ideality that may appear
+    once (all but ``faults``) is given twice."""
     if specs is None:
         return []
     if isinstance(specs, (str, Mapping, Pass)) or not isinstance(specs, Iterable):
         raise ConfigError("nonidealities must be a list of passes, specs or tables")
-    return [make_nonideality(s) for s in specs]
+    passes = [make_nonideality(s) for s in specs]
+    check_repeats(passes)
+    return passes
 
 
 def with_nonidealities(pipeline, specs) -> Pipeline:
@@ -174,7 +187,7 @@ def with_nonidealities(pipeline, specs) -> Pipeline:
 
 
 __all__ = [
-    "NonidealityPass", "LayerDevicesView", "layer_view",
+    "NonidealityPass", "LayerDevicesView", "layer_view", "check_repeats",
     "FiniteStates", "DeviceFaults", "Endurance", "degraded_window",
     "RuntimeNonideality", "ReadNoise", "NonlinearIV", "Drift", "TIME_INPUT", "iv_coefficients", "stream_key",
     "NONIDEALITIES", "register_nonideality", "list_nonidealities",

@@ -8,6 +8,12 @@ device has its own window [g_off, g_on]), calls `transform` on the flattened con
 writes the result back (float32). Only the crossbar devices change: the single-column scheme's
 reference column keeps its nominal `g_ref`.
 
+Repeats: a class with `REPEATABLE` False (finite_states, endurance and the run-time ones) may
+appear once per compilation; `check_repeats` refuses a list that names it twice, and `run`
+refuses it again when a pipeline built by hand holds it twice. A repeatable pass (faults) learns
+how many passes of its name with the same seed ran before it (`LayerDevicesView.occurrence`,
+counted from the report) and draws from a stream of its own for each occurrence.
+
 Each pass records per-layer statistics in `MappedLayer.nonidealities` (a list of dicts, one
 per pass applied, in order) and a total in `CompileReport.nonidealities`. Every record has
 `n_devices`, `n_changed` (devices whose float32 conductance changed) and `weight_error`: the
@@ -40,6 +46,7 @@ class LayerDevicesView:
     g_on: np.ndarray  # float64 (n,): each device's own highest conductance 1/r_on
     pulses: np.ndarray  # int64 (n,): pulses each device took in ProgramDevices (0 if unknown)
     seed: int  # the layer's seed, layer_seed(compile seed, node name)
+    occurrence: int = 0  # earlier passes of this name on the same stream (`NonidealityPass.occurrence`)
 
 
 class NonidealityPass(Pass):
@@ -51,6 +58,10 @@ class NonidealityPass(Pass):
     PARAMETERS: ClassVar[tuple[str, ...]] = ()
     #: short names accepted in specs → constructor keyword
     ALIASES: ClassVar[dict[str, str]] = {}
+    #: False when a second instance in one compilation would be wrong or silently replace the
+    #: first; `REPEAT_HINT` then says what to give instead
+    REPEATABLE: ClassVar[bool] = True
+    REPEAT_HINT: ClassVar[str] = "give it once"
 
     # ---- configuration -----------------------------------------------------------------------
 
@@ -89,10 +100,25 @@ class NonidealityPass(Pass):
     def transform(self, g: np.ndarray, view: LayerDevicesView) -> tuple[np.ndarray, dict]:  # pragma: no cover
         raise NotImplementedError
 
+    def occurrence(self, ctx: CompileContext) -> int:
+        """How many passes named like this one, drawing on the same stream (`shares_stream`), ran
+        before it in `ctx` (0 for the first); ConfigError for a second one of a class that is not
+        `REPEATABLE`."""
+        earlier = [r for r in ctx.report.nonidealities if r.get("name") == self.name]
+        if earlier and not self.REPEATABLE:
+            fail(self.name, repeat_message(type(self)))
+        return sum(1 for r in earlier if self.shares_stream(r.get("settings") or {}, ctx))
+
+    def shares_stream(self, settings: dict, ctx: CompileContext) -> bool:
+        """Whether an earlier pass of this name, configured by `settings`, would draw the same
+        random numbers as this one (then this one takes the next stream)."""
+        return True
+
     def run(self, ctx: CompileContext) -> None:
         todo = [rec for rec in ctx.layers if rec.mapped]
         if not todo:
             return
+        occurrence = self.occurrence(ctx)
         init_index = {t.name: i for i, t in enumerate(ctx.graph.initializer)}
         pulses_by_node = {d.node: d.pulses for d in ctx.report.programmed}
         layers_stats = []
@@ -101,6 +127,7 @@ class NonidealityPass(Pass):
             G = numpy_helper.to_array(ctx.graph.initializer[init_index[rec.weight]])
             g = G.astype(np.float64).reshape(-1)
             view = layer_view(ctx, rec, g.size, pulses_by_node.get(rec.node))
+            view.occurrence = occurrence
             new, stats = self.transform(g, view)
             new32 = np.asarray(new, dtype=np.float32).reshape(G.shape)
             ctx.replace_initializer(rec.weight, new32, init_index[rec.weight])
@@ -223,6 +250,21 @@ def word_arg(nd: str, key: str, value, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.strip().lower() not in choices:
         fail(nd, f"{key} must be one of {', '.join(choices)}, got {value!r}")
     return value.strip().lower()
+
+
+def repeat_message(cls: type[NonidealityPass]) -> str:
+    return f"given more than once; {cls.REPEAT_HINT}"
+
+
+def check_repeats(passes) -> None:
+    """ConfigError when a non-ideality that is not `REPEATABLE` appears twice in `passes`."""
+    seen: set[str] = set()
+    for p in passes:
+        if not isinstance(p, NonidealityPass):
+            continue
+        if p.name in seen and not p.REPEATABLE:
+            fail(p.name, repeat_message(type(p)))
+        seen.add(p.name)
 
 
 def check_keys(cls: type[NonidealityPass], kwargs: dict) -> dict:

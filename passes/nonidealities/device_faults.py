@@ -15,6 +15,19 @@ so the counts are multinomial with the given proportions (their sum must be <= 1
 None: the compile seed; an integer: a seed of this pass's own, used in place of the compile
 seed (the fault map then stays put when the compile seed changes the device instances).
 
+Repeated passes (``--nonideality faults:stuck_lrs=0.1 --nonideality faults:stuck_hrs=0.1``):
+each draws its own devices, independently of the others. A pass's stream is the one above with
+``spawn_key=(crc32("faults"), k)`` in place of ``(crc32("faults"),)`` when k > 0 earlier faults
+passes of the compilation used the same seed (its own ``seed``, or the compile seed when None;
+`LayerDevicesView.occurrence`). The first pass of each seed keeps the one-word key, so a single
+pass, or passes with different seeds, give the same model as before. Independent sets overlap:
+a device picked by both passes ends in the later pass's state, so the proportions become
+stuck_lrs·(1 − stuck_hrs) and stuck_hrs; one pass with both proportions gives disjoint sets
+with exactly the proportions given.
+
+At least one of stuck_lrs, stuck_hrs, unformed must be given (0 is allowed): without them the
+pass would do nothing.
+
 Values, with each device's *own* window (device-to-device variability included):
 
 - stuck at LRS → the device's g_on = 1/r_on;
@@ -45,9 +58,12 @@ from .base import LayerDevicesView, NonidealityPass, fail, number_arg
 FAULT_STREAM = zlib.crc32(b"faults")
 
 
-def fault_rng(layer_seed_value: int) -> np.random.Generator:
-    """The random stream of one layer's faults, from its `layer_seed` (see the module docstring)."""
-    return np.random.default_rng(np.random.SeedSequence(int(layer_seed_value), spawn_key=(FAULT_STREAM,)))
+def fault_rng(layer_seed_value: int, occurrence: int = 0) -> np.random.Generator:
+    """The random stream of one layer's faults, from its `layer_seed` and the pass's occurrence
+    (see the module docstring)."""
+    # Occurrence 0 keeps its one-word spawn key: single-pass compilations stay bit-identical.
+    key = (FAULT_STREAM,) if occurrence == 0 else (FAULT_STREAM, int(occurrence))
+    return np.random.default_rng(np.random.SeedSequence(int(layer_seed_value), spawn_key=key))
 
 
 class DeviceFaults(NonidealityPass):
@@ -57,9 +73,15 @@ class DeviceFaults(NonidealityPass):
     PARAMETERS = ("stuck_lrs", "stuck_hrs", "unformed", "unformed_factor", "seed")
     ALIASES = {"lrs": "stuck_lrs", "hrs": "stuck_hrs", "electroform": "unformed"}
 
-    def __init__(self, stuck_lrs: float = 0.0, stuck_hrs: float = 0.0, unformed: float = 0.0,
-                 unformed_factor: float = 0.1, seed: int | None = None):
+    def __init__(self, stuck_lrs: float | None = None, stuck_hrs: float | None = None,
+                 unformed: float | None = None, unformed_factor: float = 0.1, seed: int | None = None):
         nd = self.name
+        if stuck_lrs is None and stuck_hrs is None and unformed is None:
+            fail(nd, "give at least one proportion of faulty devices: stuck_lrs, stuck_hrs or unformed "
+                     f"(its parameters: {', '.join(self.PARAMETERS)}; e.g. faults:stuck_lrs=0.01)")
+        stuck_lrs = 0.0 if stuck_lrs is None else stuck_lrs
+        stuck_hrs = 0.0 if stuck_hrs is None else stuck_hrs
+        unformed = 0.0 if unformed is None else unformed
         self.stuck_lrs = number_arg(nd, "stuck_lrs", stuck_lrs, low=0, high=1)
         self.stuck_hrs = number_arg(nd, "stuck_hrs", stuck_hrs, low=0, high=1)
         self.unformed = number_arg(nd, "unformed", unformed, low=0, high=1)
@@ -76,10 +98,11 @@ class DeviceFaults(NonidealityPass):
             out["seed"] = self.seed
         return out
 
-    def sample(self, n: int, layer_seed_value: int) -> np.ndarray:
+    def sample(self, n: int, layer_seed_value: int, occurrence: int = 0) -> np.ndarray:
         """Fault code per device (int8): 0 healthy, 1 stuck at LRS, 2 stuck at HRS, 3 unformed,
-        for a layer of `n` devices whose seed is `layer_seed_value` (`layer_seed(seed, node)`)."""
-        u = fault_rng(layer_seed_value).random(n)
+        for a layer of `n` devices whose seed is `layer_seed_value` (`layer_seed(seed, node)`),
+        drawn by the `occurrence`-th faults pass of the compilation (0: the first)."""
+        u = fault_rng(layer_seed_value, occurrence).random(n)
         a = self.stuck_lrs
         b = a + self.stuck_hrs
         c = b + self.unformed
@@ -89,9 +112,12 @@ class DeviceFaults(NonidealityPass):
         code[(u >= b) & (u < c)] = 3
         return code
 
+    def shares_stream(self, settings: dict, ctx) -> bool:
+        return settings.get("seed", ctx.options.seed) == (ctx.options.seed if self.seed is None else self.seed)
+
     def transform(self, g: np.ndarray, view: LayerDevicesView):
         seed = view.seed if self.seed is None else layer_seed(self.seed, view.rec.node)
-        code = self.sample(g.size, seed)
+        code = self.sample(g.size, seed, view.occurrence)
         new = g.copy()
         lrs, hrs, unf = code == 1, code == 2, code == 3
         new[lrs] = view.g_on[lrs]

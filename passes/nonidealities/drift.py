@@ -32,6 +32,8 @@ class Drift(RuntimeNonideality):
     name = "drift"
     PARAMETERS = ("nu", "nu_std", "t0", "t", "seed")
     ALIASES = {"drift_nu": "nu", "drift_nu_std": "nu_std", "time": "t"}
+    REPEAT_HINT = ("a run-time non-ideality sets one attribute per layer (drift_nu, ...), so only the last "
+                   "would apply; give one drift with the combined value (with one t0, the exponents add)")
 
     def __init__(self, nu: float = 0.05, nu_std: float = 0.0, t0: float = 1.0, t: float | None = None,
                  seed: int | None = None):
@@ -53,7 +55,7 @@ class Drift(RuntimeNonideality):
     def prepare(self, ctx) -> None:
         g = ctx.graph
         if any(i.name == TIME_INPUT for i in g.input) or any(t.name == TIME_INPUT for t in g.initializer):
-            fail(self.name, f"the model already has a value named {TIME_INPUT!r} (drift given twice?)")
+            fail(self.name, f"the model already has a value named {TIME_INPUT!r} (compiled with drift already?)")
         default = np.asarray(self.t0 if self.t is None else self.t, dtype=np.float32)
         g.input.append(helper.make_tensor_value_info(TIME_INPUT, TensorProto.FLOAT, []))
         g.initializer.append(numpy_helper.from_array(default, TIME_INPUT))

@@ -35,6 +35,12 @@ the fresh window by more than float32 rounding (e.g. unformed devices of an earl
 pass) are left unchanged: such a device does not switch. Apply `faults` after `endurance` if
 stuck devices should keep their fresh g_on/g_off.
 
+Given once per compilation (`REPEATABLE` False): a second pass would shrink the already shrunk
+window again from the fresh one's position, which no cycle count gives (cycles add up: give one
+pass with the total). Given with no parameters, or with ``count_programming=false`` and no
+``cycles``, it would do nothing (or count only the programming pulses, which rarely pass the
+threshold), so it is refused: give ``cycles``.
+
 Statistics per layer: mean_cycles, max_cycles, n_degraded (devices past n_th),
 mean_window_shrink (mean of 1 - new width / fresh width), max_window_shrink, n_devices,
 n_changed, weight_error.
@@ -68,16 +74,34 @@ def degraded_window(g_off, g_on, cycles, *, threshold: float = DEFAULT_THRESHOLD
     return new_off, new_on
 
 
+def _false(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("false", "no", "0", "off")
+    return isinstance(value, (bool, np.bool_)) and not value
+
+
 class Endurance(NonidealityPass):
     """Window closure with cycles (Lammie, Rahimi Azghadi & Ielmini 2021, gradual mode)."""
 
     name = "endurance"
     PARAMETERS = ("cycles", "threshold", "a_on", "a_off", "count_programming")
     ALIASES = {"n": "cycles", "n_th": "threshold"}
+    REPEATABLE = False
+    REPEAT_HINT = ("a second pass would shrink the already shrunk window again; cycles add up, so give one "
+                   "endurance with the total cycles")
 
-    def __init__(self, cycles: float = 0.0, threshold: float = DEFAULT_THRESHOLD, a_on: float = DEFAULT_A_ON,
-                 a_off: float = DEFAULT_A_OFF, count_programming: bool = True):
+    def __init__(self, cycles: float | None = None, threshold: float | None = None, a_on: float | None = None,
+                 a_off: float | None = None, count_programming: bool | None = None):
         nd = self.name
+        given = [v for v in (cycles, threshold, a_on, a_off, count_programming) if v is not None]
+        if not given or (cycles is None and count_programming is not None and _false(count_programming)):
+            fail(nd, "give cycles=N, the write cycles the devices saw before programming "
+                     f"(e.g. endurance:cycles=1e6; its parameters: {', '.join(self.PARAMETERS)})")
+        cycles = 0.0 if cycles is None else cycles
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        a_on = DEFAULT_A_ON if a_on is None else a_on
+        a_off = DEFAULT_A_OFF if a_off is None else a_off
+        count_programming = True if count_programming is None else count_programming
         self.cycles = number_arg(nd, "cycles", cycles, low=0)
         self.threshold = number_arg(nd, "threshold", threshold, low=0, low_open=True)
         self.a_on = number_arg(nd, "a_on", a_on, low=0)

@@ -20,6 +20,9 @@ class ReadNoise(RuntimeNonideality):
     name = "read_noise"
     PARAMETERS = ("std", "seed")
     ALIASES = {"sigma": "std", "read_noise_std": "std"}
+    REPEAT_HINT = ("a run-time non-ideality sets one attribute per layer (read_noise_std), so only the last "
+                   "would apply; give one read_noise with the combined std (sqrt(std1^2 + std2^2) for "
+                   "independent noise)")
 
     def __init__(self, std: float = 0.05, seed: int | None = None):
         self.std = number_arg(self.name, "std", std, low=0)

@@ -10,6 +10,9 @@ conductances with the time input ``T``. They run at the same place in the pipeli
 Seeds: a stream key (an int64 attribute) per layer, derived deterministically from the compile
 seed (or the pass's own ``seed`` when given) and the layer's node name, so layers draw
 independent streams and the same compile gives the same model.
+
+Each may appear once per compilation (`REPEATABLE` False): a second one would overwrite the
+first one's attributes on every layer, so only the last would apply.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class RuntimeNonideality(NonidealityPass):
     """Base: subclasses implement `attributes(ctx, rec) -> dict` (the node attributes to set)
     and may override `prepare(ctx)` (checks, graph changes) and `summary(ctx)`."""
 
+    REPEATABLE = False
+    REPEAT_HINT = ("a run-time non-ideality sets one attribute per layer, so only the last would apply; "
+                   "give one with the combined value")
+
     def prepare(self, ctx: CompileContext) -> None:
         pass
 
@@ -48,6 +55,7 @@ class RuntimeNonideality(NonidealityPass):
         todo = [rec for rec in ctx.layers if rec.mapped]
         if not todo:
             return
+        self.occurrence(ctx)  # refuses a repeat in a hand-built pipeline (lists are checked earlier)
         self.prepare(ctx)
         nodes = {n.name: n for n in ctx.graph.node if n.op_type == OP_TYPE}
         for rec in todo:
