@@ -22,10 +22,15 @@ PROG = "memcc"
 class _UsageError(Exception):
     """argparse found a bad flag; reported like any other user error."""
 
+    def __init__(self, message: str, prog: str = PROG):
+        super().__init__(message)
+        # The (sub)command whose flags were wrong, so the hint names its own --help.
+        self.prog = prog
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse hook
-        raise _UsageError(message)
+        raise _UsageError(message, self.prog)
 
 
 def _one_line(text: str) -> str:
@@ -142,8 +147,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out_path = Path(args.output) if args.output else default_output_path(args.model)
     # Check every output before the (possibly long) compilation, so a bad path fails fast.
     mio.check_output_path(out_path, input_path=in_path)
+    if args.report is not None and Path(args.report).suffix.lower() != ".json":
+        # The report is JSON whatever its name; report.png would also collide with its plot.
+        raise ConfigError(
+            f"--report {args.report!r}: the report is written as JSON (its plot goes next to it "
+            "as <name>.png); give a .json file name"
+        )
     report_path = (
-        mio.check_side_file(args.report, "report", in_path, out_path) if args.report else None
+        mio.check_side_file(args.report, "report", in_path, out_path) if args.report is not None else None
     )
 
     show = not args.quiet
@@ -242,14 +253,29 @@ def _load_array_file(path: str) -> Any:
         raise ConfigError(f"input file {path!r} is not a readable .npy/.npz file: {_one_line(str(exc))}") from None
 
 
-def _gather_inputs(specs: Sequence[str], input_names: list[str]) -> dict:
+def _inputs_text(required: list[str], optional: list[str]) -> str:
+    text = ", ".join(required) or "none"
+    if not optional:
+        return text
+    # Old (IR < 4) models list every weight as an input with a default: keep the line short.
+    shown = ", ".join(optional[:8]) + (f" and {len(optional) - 8} more" if len(optional) > 8 else "")
+    return f"{text}; optional: {shown}"
+
+
+def _gather_inputs(specs: Sequence[str], input_names: list[str], optional: Sequence[str] = ()) -> dict:
+    """Arrays for the model's inputs from --input specs. `input_names` must all be given
+    (unnamed files fill them in order); `optional` ones (inputs with a default, such as drift's
+    memcc_time_s) only by name or .npz key."""
     import numpy as np
 
+    optional = [n for n in optional if n not in input_names]
+    known = set(input_names) | set(optional)
+    listed = _inputs_text(input_names, optional)
     feed: dict[str, Any] = {}
     positional: list[tuple[str, Any]] = []
     for spec in specs:
         name, sep, file = spec.partition("=")
-        if sep and name in input_names and not Path(spec).exists():
+        if sep and name in known and not Path(spec).exists():
             if name in feed:
                 raise ConfigError(f"input {name!r} is given twice")
             arr = _load_array_file(file)
@@ -257,9 +283,9 @@ def _gather_inputs(specs: Sequence[str], input_names: list[str]) -> dict:
                 raise ConfigError(f"{file!r}: NAME=FILE needs an .npy file, not an .npz archive")
             feed[name] = arr
             continue
-        if sep and not Path(spec).exists() and name not in input_names:
+        if sep and not Path(spec).exists() and name not in known:
             raise ConfigError(
-                f"--input {spec!r}: the model has no input named {name!r}; its inputs are: {', '.join(input_names)}"
+                f"--input {spec!r}: the model has no input named {name!r}; its inputs are: {listed}"
             )
         data = _load_array_file(spec)
         if isinstance(data, np.ndarray):
@@ -267,17 +293,19 @@ def _gather_inputs(specs: Sequence[str], input_names: list[str]) -> dict:
         else:  # .npz: arrays by input name
             with data:
                 for key in data.files:
-                    if key not in input_names:
+                    if key not in known:
                         raise ConfigError(
-                            f"{spec!r} holds array {key!r}, but the model has no such input; its inputs are: {', '.join(input_names)}"
+                            f"{spec!r} holds array {key!r}, but the model has no such input; its inputs are: {listed}"
                         )
                     if key in feed:
                         raise ConfigError(f"input {key!r} is given twice")
                     feed[key] = data[key]
     free = [n for n in input_names if n not in feed]
     if len(positional) > len(free):
+        more = f"; give optional inputs by name ({optional[0]}=FILE.npy)" if optional else ""
         raise ConfigError(
-            f"{len(positional)} unnamed input files for {len(free)} remaining model input(s) ({', '.join(free) or 'none'})"
+            f"{len(positional)} unnamed input files for {len(free)} remaining model input(s) "
+            f"({', '.join(free) or 'none'}){more}"
         )
     for (_, arr), name in zip(positional, free):
         feed[name] = arr
@@ -301,18 +329,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         if out_path.suffix.lower() not in (".npy", ".npz"):
             raise ConfigError(f"output {args.output!r}: use a .npy or .npz file name")
     model = mio.load_model(args.model)
+    n_outputs = len(model.graph.output)
+    if out_path is not None and out_path.suffix.lower() == ".npy" and n_outputs != 1:
+        raise ConfigError(
+            f"the model has {n_outputs} outputs; save them to an .npz file instead of {args.output!r}"
+        )
+    # A graph input that is also an initializer is an input with a default (README: "an
+    # overridable initializer"), e.g. drift's memcc_time_s: it may be fed, need not be.
     initializers = {init.name for init in model.graph.initializer}
     input_names = [i.name for i in model.graph.input if i.name not in initializers]
-    feed = _gather_inputs(args.input, input_names)  # read the arrays before the library loads
+    optional = [i.name for i in model.graph.input if i.name in initializers]
+    feed = _gather_inputs(args.input, input_names, optional)  # read the arrays before the library loads
     source = model if mio.serialized_size(model) < 2**31 - 2**20 else args.model
-    sess = runtime.session(source)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Errors only: onnxruntime warns on every run that an input with a default (memcc_time_s)
+    # "will not be treated as constant", which is the point of it.
+    options.log_severity_level = 3
+    sess = runtime.session(source, sess_options=options)
     outputs = runtime.run(sess, feed)
     names = [o.name for o in sess.get_outputs()]
-
-    if out_path is not None and out_path.suffix.lower() == ".npy" and len(outputs) != 1:
-        raise ConfigError(
-            f"the model has {len(outputs)} outputs; save them to an .npz file instead of {args.output!r}"
-        )
     for name, value in zip(names, outputs):
         arr = np.asarray(value)
         print(f"{name}: {arr.dtype} [{', '.join(str(d) for d in arr.shape)}]")
@@ -364,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return COMMANDS[args.command](args)
     except _UsageError as exc:
-        return _error(f"{exc} (see `memcc --help`)" if "argument" in str(exc) else str(exc))
+        return _error(f"{exc} (see `{exc.prog} --help`)" if "argument" in str(exc) else str(exc))
     except MemccError as exc:
         return _error(str(exc))
     except KeyboardInterrupt:

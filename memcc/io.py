@@ -9,12 +9,19 @@ rejects, missing external data -- is a `ModelLoadError` with a one-line message.
 is moved into place with `os.replace` only once it is complete, so an interrupted or failed save
 leaves neither a partial file nor a temporary one behind. Models too large for one protobuf
 message (2 GiB) are written with their tensors in an external data file next to the model.
+
+Outputs are written *through* what the user named: a symlink is followed (the rename happens
+next to its target, so the link stays a link), and an existing character device or FIFO
+(/dev/null, a pipe) is opened and written, never replaced by a regular file. Block devices and
+sockets are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Union
@@ -227,14 +234,60 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
+def _check_parents(out: Path, what: str) -> None:
+    """ConfigError if the nearest existing ancestor of `out` is not a folder (missing folders
+    are fine: the writers create them), or `out` is a dangling link into a missing folder."""
+    if os.path.islink(out) and not os.path.exists(out):
+        target = Path(os.path.realpath(out))
+        if not target.parent.is_dir():
+            raise ConfigError(
+                f"cannot write {what} {str(out)!r}: it is a link to {str(target)!r}, whose folder does not exist"
+            )
+        return
+    parent = out.parent if str(out.parent) else Path(".")
+    while not os.path.lexists(parent):
+        if parent.parent == parent:
+            return
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {what} {str(out)!r}: {str(parent)!r} is not a directory")
+
+
+def _output_target(out: Path, what: str = "output") -> tuple[Path, bool]:
+    """Where writing `out` really goes, and whether it must be written through in place.
+
+    Returns (the symlink-resolved path, False) for a regular or new file, (`out`, True) for an
+    existing character device or FIFO. Raises ConfigError for a folder, a block device, a
+    socket or a symlink loop.
+    """
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:  # a new file, or a dangling link whose target is created
+        return Path(os.path.realpath(out)), False
+    except OSError as exc:  # ELOOP, EACCES...
+        raise ConfigError(f"cannot write {what} {str(out)!r}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return Path(os.path.realpath(out)), False
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{what} {str(out)!r} is a directory; give a file name")
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        # Opened by the name given: /dev/stdout resolves to "pipe:[...]", which only open()
+        # can follow.
+        return out, True
+    # Writing a model or plot over a disk or into a socket is never what was meant.
+    kind = "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+    raise ConfigError(f"cannot write {what} {str(out)!r}: it is {kind}; give a file name")
+
+
 def check_side_file(path: PathLike, what: str, *others: PathLike) -> Path:
-    """A side output (report, plot, CSV) the CLI will write: not a folder, its folder exists, and
-    it is none of `others` (the input model, the output model). ConfigError otherwise."""
+    """A side output (report, plot, CSV) the CLI will write: not a folder, no file where a folder
+    is needed (missing folders are created when it is written), and none of `others` (the
+    input model, the output model). ConfigError otherwise."""
     p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{what} {str(path)!r} is a directory; give a file name")
-    if str(p.parent) not in ("", ".") and not p.parent.is_dir():
-        raise ConfigError(f"{what} {str(path)!r}: folder {str(p.parent)!r} does not exist")
+    if str(path) == "":
+        raise ConfigError(f"the {what} path is empty")
+    _check_parents(p, what)
+    _output_target(p, what)
     for other in others:
         if os.path.realpath(p) == os.path.realpath(other):
             raise ConfigError(f"{what} {str(path)!r} would overwrite {str(other)!r}")
@@ -250,11 +303,8 @@ def check_output_path(path: PathLike, *, input_path: PathLike | None = None) -> 
         raise ConfigError(
             f"refusing to overwrite the input model {str(input_path)!r}; choose another output path"
         )
-    if out.is_dir():
-        raise ConfigError(f"output {str(out)!r} is a directory; give a file name")
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"cannot write {str(out)!r}: {str(parent)!r} is not a directory")
+    _check_parents(out, "output")
+    _output_target(out)
     return out
 
 
@@ -278,10 +328,16 @@ def save_model(
 
     created_dirs = _make_parents(out.parent)
     try:
+        target, through = _output_target(out)
         if serialized_size(model) > EXTERNAL_DATA_THRESHOLD:
-            _save_with_external_data(model, out)
+            if through:
+                raise ConfigError(
+                    f"cannot write {str(out)!r}: the model is over 2 GiB and needs an external data "
+                    "file next to it, which a device or pipe cannot have; give a regular file name"
+                )
+            _save_with_external_data(model, target)
         else:
-            _write_atomic(out, model.SerializeToString())
+            _write_atomic(target, model.SerializeToString(), through)
     except BaseException as exc:
         _remove_dirs(created_dirs)
         if isinstance(exc, MemccError):
@@ -328,14 +384,21 @@ def _temp_path(out: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
-def _write_atomic(out: Path, data: bytes) -> None:
+def _write_atomic(out: Path, data: bytes, through: bool = False) -> None:
+    """Write `data` to `out`, already resolved by `_output_target`."""
+    if through:
+        # A device or pipe has no folder entry to rename over, and replacing it would turn
+        # /dev/null into a file: it gets the bytes themselves (no fsync: pipes reject it).
+        with open(out, "wb") as f:
+            f.write(data)
+        return
     tmp = _temp_path(out)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _copy_mode_for_new_file(tmp)
+        _copy_mode_for_new_file(tmp, out)
         os.replace(tmp, out)
     except BaseException:
         _unlink_quietly(tmp)
@@ -344,38 +407,61 @@ def _write_atomic(out: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def atomic_output(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; it becomes `path` only if the block succeeds.
+    """Yield a temporary path for `path`; it becomes `path` only if the block succeeds.
 
-    For side files (reports, plots) written by code that wants a file name: on any failure the
-    temporary file is removed and `path` is left as it was. `suffix` (default: `path`'s own) keeps
-    writers that choose a format by extension, such as matplotlib, working.
+    For side files (reports, plots, arrays) written by code that wants a file name: on any
+    failure the temporary file is removed and `path` is left as it was. Missing folders are
+    created, and removed again on failure. `suffix` (default: `path`'s own) keeps writers that
+    choose a format by extension, such as matplotlib, working. A symlink is followed; a
+    character device or FIFO is written through (its bytes copied in once the block succeeded).
     """
     out = Path(path)
+    created = _make_parents(out.parent)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp.", suffix=out.suffix if suffix is None else suffix,
-                                    dir=out.parent or ".")
+        target, through = _output_target(out)
+        # A device's folder (/dev) is no place for a temporary file: use the system's.
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp.", suffix=out.suffix if suffix is None else suffix,
+                                    dir=None if through else target.parent)
     except OSError as exc:
+        _remove_dirs(created)
         raise MemccError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    except BaseException:
+        _remove_dirs(created)
+        raise
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        _copy_mode_for_new_file(tmp)
-        os.replace(tmp, out)
+        if through:
+            with open(tmp, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            _unlink_quietly(tmp)
+        else:
+            _copy_mode_for_new_file(tmp, target)
+            os.replace(tmp, target)
     except OSError as exc:
         _unlink_quietly(tmp)
+        _remove_dirs(created)
         raise MemccError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     except BaseException:
         _unlink_quietly(tmp)
+        _remove_dirs(created)
         raise
 
 
-def _copy_mode_for_new_file(tmp: Path) -> None:
-    # mkstemp creates files readable by the owner only; give the result the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
+def _copy_mode_for_new_file(tmp: Path, target: Path | None = None) -> None:
+    # mkstemp creates files readable by the owner only; an existing file keeps its permissions,
+    # a new one gets the usual ones.
     try:
-        os.chmod(tmp, 0o666 & ~umask)
+        mode = stat.S_IMODE(os.stat(target).st_mode) if target is not None else None
+    except OSError:
+        mode = None
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        os.chmod(tmp, mode)
     except OSError:
         pass
 
@@ -435,7 +521,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
                 moved.append((tensor, offset, length))
             fdata.flush()
             os.fsync(fdata.fileno())
-        _copy_mode_for_new_file(tmp_data)
+        _copy_mode_for_new_file(tmp_data, data_final)
 
         serialized = model.SerializeToString()
         tmp_model = _temp_path(out)
@@ -444,7 +530,7 @@ def _save_with_external_data(model: onnx.ModelProto, out: Path) -> None:
             fmodel.flush()
             os.fsync(fmodel.fileno())
         del serialized
-        _copy_mode_for_new_file(tmp_model)
+        _copy_mode_for_new_file(tmp_model, out)
 
         os.replace(tmp_data, data_final)
         data_in_place = True

@@ -92,3 +92,19 @@ def assert_matches(compiled, original, feeds: dict, *, outputs=None, library: bo
 @pytest.fixture
 def gen():
     return np.random.default_rng(1234)
+
+
+def fifo_reader(path):
+    """Start a thread that reads the FIFO `path` to its end; join it, then read `.data`."""
+    import threading
+
+    box = {}
+
+    def read():
+        with open(path, "rb") as f:
+            box["data"] = f.read()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.box = box
+    return t

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import memcc
-from conftest import library_available
+from conftest import fifo_reader, library_available
 
 # Run the same memcc the tests import (installed package or development overlay).
 # (abspath, not resolve: a development overlay of symlinks must stay the overlay). The
@@ -372,3 +372,116 @@ def test_compile_then_run_matches_original(tmp_path, mlp_file):
 
     ref = ort.InferenceSession(str(mlp_file), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- output paths
+
+
+def test_device_without_action_points_to_its_help():
+    assert_user_error(memcc_cli("device"), "ACTION", "`memcc device --help`")
+
+
+def test_compile_report_must_be_json(tmp_path, mlp_file):
+    out = tmp_path / "out.onnx"
+    assert_user_error(memcc_cli("compile", mlp_file, "-o", out, "--report", tmp_path / "report.png"), ".json")
+    assert files(tmp_path) == ["mlp.onnx"]
+
+
+def test_compile_writes_through_symlink_and_fifo(tmp_path, mlp_file):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "t.onnx"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    proc = memcc_cli("compile", mlp_file, "-o", link, "-q", "--report", tmp_path / "new" / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and onnx.load(str(target)).graph.node[0].op_type == "MemristiveMatMul"
+    assert json.loads((tmp_path / "new" / "r.json").read_text())["mapped"]
+
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    reader = fifo_reader(fifo)
+    proc = memcc_cli("compile", mlp_file, "-o", fifo, "-q")
+    reader.join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert fifo.is_fifo() and reader.box["data"] == target.read_bytes()
+
+
+def two_output_model() -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["x"], ["b"])],
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_run_npy_for_several_outputs_refused_before_running(tmp_path):
+    src = tmp_path / "two.onnx"
+    onnx.save(two_output_model(), str(src))
+    # No input given: the refusal must come from the output check, before inputs or inference.
+    assert_user_error(memcc_cli("run", src, "-o", tmp_path / "y.npy"), "2 outputs", ".npz")
+    assert files(tmp_path) == ["two.onnx"]
+
+
+@needs_library
+def test_run_creates_output_folder(tmp_path, mem_file):
+    np.save(tmp_path / "x.npy", np.ones((2, 1, 4, 4), np.float32))
+    out = tmp_path / "new" / "sub" / "y.npy"
+    proc = memcc_cli("run", mem_file, "-i", tmp_path / "x.npy", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out).shape == (2, 3)
+    # A failed run creates nothing.
+    np.save(tmp_path / "bad.npy", np.ones((2, 5), np.float32))
+    assert_user_error(memcc_cli("run", mem_file, "-i", tmp_path / "bad.npy", "-o", tmp_path / "n2" / "y.npy"), "rank")
+    assert not (tmp_path / "n2").exists()
+
+
+@needs_library
+def test_run_writes_through_char_device(tmp_path, mem_file):
+    import stat
+
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    dev = tmp_path / "null.npy"
+    try:
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError as exc:
+        pytest.skip(f"mknod failed: {exc}")
+    np.save(tmp_path / "x.npy", np.ones((2, 1, 4, 4), np.float32))
+    proc = memcc_cli("run", mem_file, "-i", tmp_path / "x.npy", "-o", dev)
+    assert proc.returncode == 0, proc.stderr
+    assert dev.is_char_device() and files(tmp_path) == ["mem.onnx", "null.npy", "x.npy"]
+
+
+@needs_library
+def test_run_feeds_drift_time(tmp_path, mlp_file):
+    from memcc import runtime
+
+    model = tmp_path / "drift.onnx"
+    proc = memcc_cli("compile", mlp_file, "-o", model, "-q", "--nonideality", "drift:nu=0.05")
+    assert proc.returncode == 0, proc.stderr
+    x = np.random.default_rng(2).standard_normal((3, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for t in (1.0, 1e7):
+        np.save(tmp_path / "t.npy", np.array(t, np.float32))
+        y = tmp_path / f"y{t:g}.npy"
+        # The unnamed file still goes to the one required input.
+        proc = memcc_cli("run", model, "-i", tmp_path / "x.npy", "-i", f"memcc_time_s={tmp_path / 't.npy'}", "-o", y)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""  # no onnxruntime warning about the overridable initializer
+        outs[t] = np.load(y)
+        ref = runtime.run(str(model), {"x": x, "memcc_time_s": np.array(t, np.float32)})[0]
+        np.testing.assert_allclose(outs[t], ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outs[1.0], outs[1e7])
+    # By .npz key, and left out (the default time).
+    np.savez(tmp_path / "in.npz", x=x, memcc_time_s=np.array(1e7, np.float32))
+    assert memcc_cli("run", model, "-i", tmp_path / "in.npz", "-o", tmp_path / "z.npy").returncode == 0
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), outs[1e7], rtol=1e-6)
+    assert memcc_cli("run", model, "-i", tmp_path / "x.npy", "-o", tmp_path / "d.npy").returncode == 0
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), runtime.run(str(model), {"x": x})[0], rtol=1e-5, atol=1e-6)
+    assert_user_error(memcc_cli("run", model, "-i", f"t={tmp_path / 't.npy'}"), "its inputs are: x; optional: memcc_time_s")
+    assert_user_error(memcc_cli("run", model, "-i", tmp_path / "x.npy", "-i", tmp_path / "t.npy"), "memcc_time_s=FILE.npy")

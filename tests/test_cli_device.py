@@ -56,7 +56,7 @@ def test_compile_vteam_report_and_seeds(tmp_path):
     proc = memcc_cli("compile", src, "--device", "vteam", "--device-param", "r_on=50:std=5:min=1",
                      "--tolerance", "0.02", "--max-pulses", "300", "-o", a, "--report", report, "--seed", "3")
     assert proc.returncode == 0, proc.stderr
-    assert "programmed" in proc.stdout and "converged" in proc.stdout
+    assert "programmed" in proc.stdout and "within tolerance" in proc.stdout
     data = json.loads(report.read_text())
     total = data["programming"]["total"]
     assert data["programming"]["device"] == "vteam" and data["settings"]["seed"] == 3
@@ -85,3 +85,26 @@ def test_compile_rejects_bad_device_flags(tmp_path):
     ]:
         assert_user_error(memcc_cli("compile", src, "-o", out, *flags), fragment)
         assert not out.exists()
+
+
+def test_iv_refuses_bad_sweep_options(tmp_path):
+    out = tmp_path / "iv.png"
+    for flags, fragment in [
+        (["--frequency", "0"], "--frequency"),
+        (["--duration", "-1"], "--duration"),
+        (["--amplitude", "nan"], "--amplitude"),
+        (["--frequency", "inf"], "--frequency"),
+        # 1 s of the default 50 MHz sine in at most 20000 steps: far under one sample per period
+        (["--duration", "1"], "--duration"),
+    ]:
+        proc = memcc_cli("device", "iv", "vteam", "-o", out, *flags)
+        assert_user_error(proc, fragment)
+        assert "iv_loop" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_iv_writes_into_new_folder(tmp_path):
+    out = tmp_path / "plots" / "iv.png"
+    proc = memcc_cli("device", "iv", "vteam", "-o", out, "--duration", "1e-7")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import fifo_reader
 from memcc import io as mio
 from memcc.errors import ConfigError, MemccError, ModelLoadError
 
@@ -224,3 +225,133 @@ def test_save_large_model_failure_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx.ModelProto, "SerializeToString", real)
     assert listing(tmp_path) == []
     assert m.SerializeToString() == before
+
+
+# ---------------------------------------------------------------------------- writing through links, devices, pipes
+
+
+
+
+def _char_device(path):
+    """A /dev/null-like character device at `path`, or skip (needs root and a filesystem that
+    allows device nodes)."""
+    import stat
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError as exc:
+        pytest.skip(f"mknod failed: {exc}")
+    return path
+
+
+def test_save_follows_symlink(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "target.onnx"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(os.path.join("real", "target.onnx"))
+    m = make_mlp()
+    mio.save_model(m, link)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "target.onnx")
+    assert onnx.load(str(target)) == m
+    assert (target.stat().st_mode & 0o777) == 0o640  # an existing file keeps its permissions
+    assert listing(tmp_path) == ["link.onnx", "real"] and listing(real) == ["target.onnx"]
+
+
+def test_save_through_dangling_symlink_creates_target(tmp_path):
+    link = tmp_path / "link.onnx"
+    link.symlink_to("new.onnx")
+    mio.save_model(make_mlp(), link)
+    assert link.is_symlink() and (tmp_path / "new.onnx").is_file()
+    gone = tmp_path / "gone.onnx"
+    gone.symlink_to(os.path.join("nowhere", "x.onnx"))
+    with pytest.raises(ConfigError, match="folder does not exist"):
+        mio.check_output_path(gone)
+
+
+def test_symlink_loop_refused(tmp_path):
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(ConfigError, match="symbolic links"):
+        mio.check_output_path(tmp_path / "a")
+
+
+def test_save_through_fifo(tmp_path):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    reader = fifo_reader(fifo)
+    m = make_mlp()
+    mio.save_model(m, fifo)
+    reader.join(10)
+    assert reader.box["data"] == m.SerializeToString()
+    assert fifo.is_fifo() and listing(tmp_path) == ["model.onnx"]
+
+
+def test_atomic_output_through_fifo_copies_on_success(tmp_path):
+    fifo = tmp_path / "plot.png"
+    os.mkfifo(fifo)
+    reader = fifo_reader(fifo)
+    with mio.atomic_output(fifo) as tmp:
+        assert tmp.parent != tmp_path and tmp.suffix == ".png"  # not next to the pipe
+        tmp.write_bytes(b"payload")
+    reader.join(10)
+    assert reader.box["data"] == b"payload" and not tmp.exists()
+    assert fifo.is_fifo() and listing(tmp_path) == ["plot.png"]
+
+
+def test_save_to_char_device(tmp_path):
+    dev = _char_device(tmp_path / "mynull")
+    mio.save_model(make_mlp(), dev)
+    with mio.atomic_output(dev) as tmp:
+        tmp.write_bytes(b"report")
+    assert dev.is_char_device() and listing(tmp_path) == ["mynull"]
+
+
+def test_external_data_model_to_fifo_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "EXTERNAL_DATA_THRESHOLD", 1000)
+    fifo = tmp_path / "big.onnx"
+    os.mkfifo(fifo)  # no reader: a refusal must come before opening it
+    with pytest.raises(ConfigError, match="external data"):
+        mio.save_model(make_mlp(k=128, n=64), fifo)
+    assert fifo.is_fifo() and listing(tmp_path) == ["big.onnx"]
+
+
+def test_socket_refused(tmp_path):
+    import socket
+
+    path = tmp_path / "s"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        pytest.skip(f"cannot bind a unix socket: {exc}")
+    try:
+        with pytest.raises(ConfigError, match="socket"):
+            mio.check_side_file(path, "report")
+        with pytest.raises(ConfigError, match="socket"):
+            mio.save_model(make_mlp(), path)
+    finally:
+        sock.close()
+
+
+def test_atomic_output_creates_folders_and_removes_them_on_failure(tmp_path):
+    out = tmp_path / "a" / "b" / "r.json"
+    assert mio.check_side_file(out, "report") == out
+    with pytest.raises(RuntimeError):
+        with mio.atomic_output(out) as tmp:
+            tmp.write_text("{}")
+            raise RuntimeError("writer failed")
+    assert listing(tmp_path) == []
+    with mio.atomic_output(out) as tmp:
+        tmp.write_text("{}")
+    assert out.read_text() == "{}" and listing(out.parent) == ["r.json"]
+
+
+def test_side_file_under_a_file_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        mio.check_side_file(tmp_path / "f" / "sub" / "r.json", "report")
