@@ -118,6 +118,7 @@ def compile_with_report(
         unknown = sorted(set(options) - set(known))
         raise ConfigError(f"unknown compile option {unknown[0]!r}; known options: {', '.join(known)}") from None
     device_obj = options.make_device()
+    _check_f32_settings(options, device_obj)
     if progress is not None and not isinstance(progress, bool):
         raise ConfigError(f"progress must be True, False or None, got {progress!r}")
     pipeline = _pipeline(passes)
@@ -132,7 +133,84 @@ def compile_with_report(
     pipeline.run(ctx)
     if not ctx.report.mapped:
         raise NothingToMapError(_nothing_to_map_message(ctx.report))
+    _check_layers(ctx)
+    _record_device(ctx.model, device_obj)
     return ctx.model, ctx.report
+
+
+def _record_device(model: onnx.ModelProto, device) -> None:
+    """Names the device model in the model's metadata: the op attributes carry only conductances
+    and scales, and `memcc info` should say which device produced them."""
+    from memcc.info import DEVICE_METADATA_KEY
+
+    entry = next((p for p in model.metadata_props if p.key == DEVICE_METADATA_KEY), None)
+    if entry is None:
+        entry = model.metadata_props.add()
+        entry.key = DEVICE_METADATA_KEY
+    entry.value = str(getattr(device, "name", type(device).__name__))
+
+
+def _check_f32_settings(options: CompileOptions, device) -> None:
+    """ConfigError for settings the op cannot represent (`CompileOptions.validated` checks only
+    signs): tile sizes beyond int64, and voltages, input ranges and nominal conductances that
+    are not normal float32 numbers (they would reach the op as inf or 0). The same checks as
+    `memcc.config` makes for flags and files, here for API callers and device parameters."""
+    from memcc import config
+
+    config.check_tile(options.tile)
+    config.check_normal_f32(options.max_input_voltage, "max_input_voltage", "V")
+    if options.input_range:
+        config.check_normal_f32(options.input_range, "input_range")
+    from memcc.devices import nominal_window
+
+    try:
+        r_on, r_off = nominal_window(device)
+    except ValueError:  # per-device parameter arrays: CompileContext refuses them with its own message
+        return
+    name = getattr(device, "name", "?")
+    config.check_window(r_on, r_off, f"device {name!r}: ")
+
+
+def _check_layers(ctx) -> None:
+    """ConfigError for a mapped layer the op would read as inf or 0, found only once the weights
+    are mapped: weight_scale = w_max / (G_on - G_off) depends on the layer's largest weight, and
+    with the ADC on the op quantizes raw tile currents, up to rows · f(V_max) · (G_on - G_off)
+    (half that in the single scheme), which must stay finite in float32."""
+    import math
+
+    from onnx import helper
+
+    from memcc import config
+
+    nom = ctx.nominal_device
+    window = 1.0 / float(nom.r_on) - 1.0 / float(nom.r_off)
+    nodes = {n.name: n for n in ctx.graph.node}
+    for rec in ctx.report.mapped:
+        name = repr(rec.source or rec.node)
+        scale = rec.weight_scale
+        if scale is not None and not config.F32_MIN <= scale <= config.F32_MAX:
+            raise ConfigError(
+                f"layer {name}: weight_scale (largest |weight| / (1/r_on - 1/r_off), the window being "
+                f"{window:g} S) is {scale:g} in float32, outside the normal range "
+                f"[{config.F32_MIN:.4g}, {config.F32_MAX:.4g}] the op needs; choose r_on and r_off "
+                "whose conductance window is closer to the size of the weights"
+            )
+        if not ctx.options.adc_bits:
+            continue
+        node = nodes.get(rec.node)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute} if node is not None else {}
+        v = float(attrs.get("max_input_voltage", ctx.options.max_input_voltage))
+        iv_a, iv_b = float(attrs.get("iv_a", 0.0)), float(attrs.get("iv_b", 0.0))
+        # sinh overflows a Python float past 710; capped there, the product becomes inf instead
+        f_v = iv_a * math.sinh(min(iv_b * v, 710.0)) if iv_b > 0 else v
+        rows = min(rec.tile_shape[0] or rec.K, rec.K)
+        current = rows * f_v * window * (0.5 if rec.scheme == "single" else 1.0)
+        if not current <= config.F32_MAX:
+            raise ConfigError(
+                f"layer {name}: with the ADC on, a tile's column current can reach {current:g} A "
+                f"({rows} rows at {v:g} V on a {window:g} S window), beyond float32's largest "
+                f"number {config.F32_MAX:.4g}; lower max_input_voltage or raise r_on"
+            )
 
 
 def compile(
@@ -184,8 +262,9 @@ def compile(
             (which supports only "ideal").
         programming_options: options of naive programming (`memcc.programming.program_naive`):
             tolerance (relative, default 0.05), max_pulses (200), set_voltage, reset_voltage,
-            pulse_width, reset_pulse_width, initial, dt, adaptive, max_doublings,
-            min_pulse_width (defaults: the model's PROGRAMMING_DEFAULTS), chunk_size, workers.
+            pulse_width, reset_pulse_width, initial, dt, adaptive, max_doublings (at most the
+            model's default + 2), min_pulse_width (defaults: the model's PROGRAMMING_DEFAULTS),
+            chunk_size, workers.
         d2d_std: device-to-device variability, the relative std of r_on and r_off across
             devices (clipped normal, sampled once per device) for whichever of the two is not set
             in device_params/r_on/r_off. None: the device's default (`D2D_STD`: 10 % for the
@@ -204,7 +283,10 @@ def compile(
             terminal and the model is large.
 
     Raises:
-        ModelLoadError: the model cannot be loaded. ConfigError: an option is invalid.
+        ModelLoadError: the model cannot be loaded. ConfigError: an option is invalid, or a
+            value would not survive the op's number types (tile sizes beyond int64;
+            conductances, voltages, input ranges and layers' weight_scale outside float32's
+            normal range; with the ADC on, tile currents that overflow float32).
         NothingToMapError: no layer could be mapped (the message lists why nodes were skipped).
 
     Use `compile_with_report` to also get the `CompileReport` (and `write_report` to save it).

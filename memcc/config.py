@@ -22,6 +22,7 @@ Every `memcc compile` flag has a key of the same name in a TOML file (underscore
     r_off = {mean = 1000, std = 100}
 
     [programming]             # options of naive programming (memcc.programming.program_naive)
+    method = "naive"          # instead of `programming = "..."`
     tolerance = 0.05
     max_pulses = 200
 
@@ -47,6 +48,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from memcc.errors import ConfigError
 
@@ -78,6 +81,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 COMPILE_KEYS = tuple(DEFAULTS)
+
+#: The op stores tile_shape as int64 attributes and accepts any size >= 0 (a size beyond the
+#: layer means "not split"), so the attribute type is the only limit.
+TILE_MAX = 2**63 - 1
+
+# The op reads conductances, weight_scale, max_input_voltage and input_range as float32: a value
+# outside float32's normal range turns into inf, 0 or a subnormal with few significant bits there,
+# which breaks the model at run time (e.g. weight_scale 0) or silently changes its meaning
+# (a tiny input_range becomes 0, per-vector scaling).
+F32_MIN = float(np.finfo(np.float32).tiny)  # smallest normal float32
+F32_MAX = float(np.finfo(np.float32).max)
+#: Accepted conductances (S) and, from G = 1/R, resistances (ohm).
+R_MIN, R_MAX = 1.0 / F32_MAX, 1.0 / F32_MIN
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +137,41 @@ def parse_tile(value: Any, key: str = "tile") -> tuple[int, int]:
         raise bad(f"{value!r} is not a tile size")
     if rows < 0 or cols < 0:
         raise bad(f"{value!r} has a negative size")
+    check_tile((rows, cols), key)
     return (rows, cols)
+
+
+def check_tile(tile, key: str = "tile") -> None:
+    """ConfigError unless both tile sizes fit the op's int64 `tile_shape` attribute."""
+    big = max(int(t) for t in tile)
+    if big > TILE_MAX:
+        raise ConfigError(
+            f"{key}: {big} is too large; a tile size is at most {TILE_MAX} (2^63 - 1, the op stores "
+            "it as an int64), and any size beyond the layer's means \"not split\" (or use 0)"
+        )
+
+
+def check_normal_f32(x: float, key: str, unit: str = "", hint: str = "") -> float:
+    """ConfigError unless x (> 0) is a normal float32 number, as the op reads it."""
+    if not F32_MIN <= x <= F32_MAX:
+        unit = f" {unit}" if unit else ""
+        raise ConfigError(
+            f"{key}: {x:g}{unit} is outside float32's normal range [{F32_MIN:.4g}, {F32_MAX:.4g}]{unit} "
+            f"in which the op reads it{hint}"
+        )
+    return x
+
+
+def check_window(r_on: float, r_off: float, what: str = "") -> None:
+    """ConfigError unless the conductances 1/r_on, 1/r_off are normal float32 numbers whose
+    difference (the window weights are mapped onto) survives rounding to float32."""
+    for name, r in (("r_on", r_on), ("r_off", r_off)):
+        _check_conductance(r, what + name)
+    if r_on < r_off and not np.float32(1.0 / r_on) > np.float32(1.0 / r_off):
+        raise ConfigError(
+            f"{what}r_on = {r_on:.9g} ohm and r_off = {r_off:.9g} ohm are too close: their conductances "
+            "are equal in float32, so every weight would map to 0"
+        )
 
 
 def _as_int(value: Any, key: str) -> int:
@@ -189,7 +239,28 @@ def _resistance(value: Any, key: str) -> float | None:
         return None
     if isinstance(value, str) and value.strip().lower() in ("none", "default", ""):
         return None
-    return _positive(value, key)
+    r = _positive(value, key)
+    _check_conductance(r, key)
+    return r
+
+
+def _check_conductance(r: float, label: str) -> None:
+    g = 1.0 / r
+    if not F32_MIN <= g <= F32_MAX:
+        raise ConfigError(
+            f"{label}: {r:g} ohm gives a conductance of {g:g} S, outside float32's normal range "
+            f"[{F32_MIN:.4g}, {F32_MAX:.4g}] S in which the op stores conductances; "
+            f"use {R_MIN:.4g} to {R_MAX:.4g} ohm"
+        )
+
+
+def _voltage(value: Any, key: str) -> float:
+    return check_normal_f32(_positive(value, key), key, "V")
+
+
+def _input_range(value: Any, key: str) -> float:
+    x = _non_negative(value, key)
+    return x if x == 0 else check_normal_f32(x, key, hint=" (or 0: each input vector scaled by its own max |x|)")
 
 
 def _seed(value: Any, key: str) -> int:
@@ -246,10 +317,22 @@ def _programming_options(value: Any, key: str) -> dict[str, Any] | None:
         raise ConfigError(f"{key}: expected a table of programming options, got {value!r}")
     from memcc.passes.base import PROGRAMMING_OPTIONS
 
-    unknown = sorted(set(value) - set(PROGRAMMING_OPTIONS))
-    if unknown:
-        raise ConfigError(f"{key}: unknown option {unknown[0]!r}; known options: {', '.join(PROGRAMMING_OPTIONS)}")
+    _check_keys(value, PROGRAMMING_OPTIONS, f"{key}: unknown option", "known options")
     return {k: v for k, v in value.items() if v is not None} or None
+
+
+def _check_keys(table: Mapping[str, Any], accepted, what: str, listed: str, hints=None) -> None:
+    """ConfigError `<what> 'key' (did you mean ...?); <listed>: a, b, c` for the first unknown key."""
+    unknown = sorted(str(k) for k in table if k not in accepted)
+    if not unknown:
+        return
+    import difflib
+
+    hint = (hints or {}).get(unknown[0])
+    if hint is None:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{what} {unknown[0]!r}{hint}; {listed}: {', '.join(accepted)}")
 
 
 def _nonidealities(value: Any, key: str) -> list | None:
@@ -277,8 +360,8 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "dac_bits": _bits,
     "adc_bits": _bits,
     "adc_overflow_rate": _overflow_rate,
-    "max_input_voltage": _positive,
-    "input_range": _non_negative,
+    "max_input_voltage": _voltage,
+    "input_range": _input_range,
     "r_on": _resistance,
     "r_off": _resistance,
     "seed": _seed,
@@ -300,9 +383,14 @@ def flag_number(text: str | None, flag: str, kind: Callable[[str], Any]):
         raise ConfigError(f"{flag}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
 
 
-def validate(settings: Mapping[str, Any], *, source: str = "") -> dict[str, Any]:
-    """Check every key and value; return the parsed settings. Keys may use dashes."""
+def validate(settings: Mapping[str, Any], *, source: str = "",
+             labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Check every key and value; return the parsed settings. Keys may use dashes.
+
+    `labels` names a key in messages as the user wrote it (e.g. a TOML table) instead of by
+    its internal name."""
     prefix = f"{source}: " if source else ""
+    labels = labels or {}
     out: dict[str, Any] = {}
     for raw_key, value in settings.items():
         key = str(raw_key).replace("-", "_")
@@ -318,7 +406,7 @@ def validate(settings: Mapping[str, Any], *, source: str = "") -> dict[str, Any]
         if key in out:
             raise ConfigError(f"{prefix}setting {key!r} is given twice")
         try:
-            out[key] = parser(value, key)
+            out[key] = parser(value, labels.get(key, key))
         except ConfigError as exc:
             raise ConfigError(f"{prefix}{exc}") from None
     return out
@@ -328,6 +416,8 @@ def _check_combination(settings: Mapping[str, Any]) -> None:
     r_on, r_off = settings.get("r_on"), settings.get("r_off")
     if r_on is not None and r_off is not None and not r_on < r_off:
         raise ConfigError(f"r_on ({r_on:g} ohm) must be smaller than r_off ({r_off:g} ohm)")
+    if r_on is not None and r_off is not None:
+        check_window(r_on, r_off)
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -359,10 +449,23 @@ def parse_config_dict(data: Mapping[str, Any], *, source: str = "config") -> dic
             raise ConfigError(f"{source}: the [device] table needs name = \"<device model>\"")
         data["device"] = name
         data["device_params"] = table or None
+    labels: dict[str, str] = {}
     if isinstance(data.get("programming"), dict):
-        data["programming_options"] = data.pop("programming")
-        if "method" in data["programming_options"]:
-            data["programming"] = data["programming_options"].pop("method")
+        # The table mixes the method and the options that compile() takes apart; messages must
+        # still name what the user wrote, [programming] and its keys, not the internal names.
+        from memcc.passes.base import PROGRAMMING_OPTIONS
+
+        table = dict(data.pop("programming"))
+        try:
+            _check_keys(table, ("method", *PROGRAMMING_OPTIONS), "[programming]: unknown key", "accepted keys",
+                        hints={"name": ' (the method is given as method = "naive" or "ideal")'})
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if "method" in table:
+            data["programming"] = table.pop("method")
+            labels["programming"] = "[programming] method"
+        data["programming_options"] = table
+        labels["programming_options"] = "[programming]"
     for key, value in data.items():
         if key == "compile" and isinstance(value, dict):
             for sub_key, sub_value in value.items():
@@ -375,7 +478,7 @@ def parse_config_dict(data: Mapping[str, Any], *, source: str = "config") -> dic
             if norm in flat:
                 raise ConfigError(f"{source}: setting {norm!r} is given twice")
             flat[norm] = value
-    settings = validate(flat, source=source)
+    settings = validate(flat, source=source, labels=labels)
     try:
         _check_combination(settings)
     except ConfigError as exc:

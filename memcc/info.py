@@ -10,6 +10,11 @@ Counting conventions:
   crossbar (or pair) of at most `tile_shape` cells;
 - devices = S x K x N memristors, plus, for the single-column scheme, one reference column per
   tile (K cells for each column tile and group).
+
+Every layer also lists the op attributes that set its behaviour at run time (read noise, drift,
+I-V nonlinearity, fused activation and pooling, conv geometry, seeds), absent ones at their
+op-spec defaults; `runtime_effects` says the same in words. The device model is not part of the
+op: it is reported only when the model's metadata records it (`DEVICE_METADATA_KEY`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -24,6 +30,20 @@ from memcc import OP_DOMAIN, OP_TYPE
 
 #: Op types that memcc maps; when one of them is still in the compiled model, it runs digitally.
 MAPPABLE_OPS = ("Gemm", "MatMul", "Conv")
+
+#: metadata_props key naming the device model a compiled model was programmed for. The op's
+#: attributes do not say which device produced the conductances, so without this entry the
+#: device is unknown here.
+DEVICE_METADATA_KEY = "memcc.device"
+
+#: Attributes of docs/op-spec.md that `describe_layer` reports as fields of their own (with the
+#: spec's defaults); any other attribute lands in `other_attributes`.
+_SPEC_ATTRIBUTES = {
+    "weight_scale", "g_ref", "tile_shape", "max_input_voltage", "input_range", "dac_bits",
+    "adc_bits", "adc_overflow_rate", "quantization", "iv_a", "iv_b", "read_noise_std",
+    "noise_seed", "drift_nu", "drift_nu_std", "drift_t0", "drift_seed", "activation",
+    "kernel_shape", "max_pool", "strides", "pads", "dilations", "group", "auto_pad",
+}
 
 
 def _iter_graphs(graph: onnx.GraphProto, consts: dict[str, list[int]]) -> Iterator[tuple[onnx.NodeProto, dict]]:
@@ -57,6 +77,48 @@ def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _f32(value: Any) -> float | None:
+    """A float attribute as the shortest decimal that is the same float32 (0.1, not
+    0.10000000149011612): attributes are stored in float32, more digits are noise."""
+    if value is None:
+        return None
+    return float(str(np.float32(value)))
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value in JSON types (tensors and graphs by a short description)."""
+    value = _decode(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return _f32(value)
+    if isinstance(value, (int, str)) or value is None:
+        return value
+    return type(value).__name__
+
+
+def runtime_effects(layer: dict[str, Any]) -> list[str]:
+    """What the op does at every read beyond the ideal product, in short words, in op order."""
+    out = []
+    if layer.get("read_noise_std"):
+        out.append(f"read noise {layer['read_noise_std'] * 100:.3g} %")
+    if layer.get("drift_nu") or layer.get("drift_nu_std"):
+        text = f"drift nu {layer['drift_nu']:g}"
+        if layer.get("drift_nu_std"):
+            text += f" +- {layer['drift_nu_std']:g}"
+        text += f" t0 {layer['drift_t0']:g} s"
+        text += (f" (time input {layer['time_input']})" if layer.get("time_input")
+                 else " (no time input: reads at t0)")
+        out.append(text)
+    if layer.get("iv_b"):
+        out.append(f"I-V sinh (a {layer['iv_a']:.3g}, b {layer['iv_b']:.3g})")
+    if layer.get("activation", "NONE") != "NONE":
+        out.append(str(layer["activation"]).lower())
+    if layer.get("max_pool"):
+        out.append("pool " + "x".join(str(m) for m in layer["max_pool"]))
+    return out
+
+
 def describe_layer(node: onnx.NodeProto, g_shape: list[int] | None) -> dict[str, Any]:
     attrs = _attrs(node)
     kernel = attrs.get("kernel_shape")
@@ -88,7 +150,36 @@ def describe_layer(node: onnx.NodeProto, g_shape: list[int] | None) -> dict[str,
         "kernel_shape": list(kernel) if kernel is not None else None,
         # pooling the periphery applies to the layer's outputs (op-spec step 10; None: none)
         "max_pool": list(attrs["max_pool"]) if "max_pool" in attrs else None,
+        "weight_scale": _f32(attrs.get("weight_scale")),
+        "g_ref": _f32(attrs.get("g_ref", 0.0)),
+        "activation": str(_decode(attrs.get("activation", "NONE"))).upper(),
+        "read_noise_std": _f32(attrs.get("read_noise_std", 0.0)),
+        "noise_seed": int(attrs.get("noise_seed", 0)),
+        "drift_nu": _f32(attrs.get("drift_nu", 0.0)),
+        "drift_nu_std": _f32(attrs.get("drift_nu_std", 0.0)),
+        "drift_t0": _f32(attrs.get("drift_t0", 1.0)),
+        "drift_seed": int(attrs.get("drift_seed", 0)),
+        # the graph input holding the time since programming (op input T), if the node reads one
+        "time_input": node.input[3] if len(node.input) > 3 and node.input[3] else None,
+        "iv_a": _f32(attrs.get("iv_a", 0.0)),
+        "iv_b": _f32(attrs.get("iv_b", 0.0)),
     }
+    for name in ("dac_bits", "adc_bits", "group"):
+        layer[name] = int(layer[name])
+    for name in ("adc_overflow_rate", "max_input_voltage", "input_range"):
+        layer[name] = _f32(layer[name])
+    if kind == "conv":
+        n = len(kernel)
+        layer.update(
+            strides=list(attrs.get("strides", [1] * n)),
+            pads=list(attrs.get("pads", [0] * (2 * n))),
+            dilations=list(attrs.get("dilations", [1] * n)),
+            auto_pad=_decode(attrs.get("auto_pad", "NOTSET")),
+        )
+    else:
+        layer.update(strides=None, pads=None, dilations=None, auto_pad=None)
+    layer["other_attributes"] = {k: _plain(v) for k, v in attrs.items() if k not in _SPEC_ATTRIBUTES}
+    layer["runtime_effects"] = runtime_effects(layer)
     if g_shape is None or len(g_shape) != 3:
         return layer
     s, k, n = (int(d) for d in g_shape)
@@ -134,7 +225,10 @@ def describe(model: onnx.ModelProto) -> dict[str, Any]:
     def total(field: str) -> int:
         return sum(int(layer[field] or 0) for layer in layers)
 
+    metadata = {p.key: p.value for p in model.metadata_props}
     return {
+        # None when the model does not record it: the op attributes cannot tell
+        "device": metadata.get(DEVICE_METADATA_KEY),
         "layers": layers,
         "totals": {
             "layers": len(layers),
@@ -156,11 +250,29 @@ def _bits_text(bits: int) -> str:
     return str(bits) if bits else "-"
 
 
+def _common_effects(layers: list[dict[str, Any]]) -> list[str]:
+    """The run-time effects every layer has (same words, same settings)."""
+    if not layers:
+        return []
+    rest = [set(layer.get("runtime_effects", [])) for layer in layers[1:]]
+    return [e for e in layers[0].get("runtime_effects", []) if all(e in r for r in rest)]
+
+
 def format_table(info: dict[str, Any]) -> str:
-    """Render `describe()`'s result as a text table followed by totals and digital nodes."""
+    """Render `describe()`'s result as a text table followed by totals and digital nodes.
+
+    Run-time effects shared by every layer (typically the non-idealities, applied model-wide)
+    go into one footer line; only the effects that differ between layers (fused Relu/pooling,
+    say) get a column, so the table stays narrow however many layers there are.
+    """
+    common = _common_effects(info["layers"])
+    per_layer = [[e for e in layer.get("runtime_effects", []) if e not in common] for layer in info["layers"]]
+    effects_column = any(per_layer)
     header = ["layer", "kind", "K x N", "scheme", "xbars/tile", "tiles", "devices", "tile shape", "DAC", "ADC"]
+    if effects_column:
+        header.append("run-time")
     rows = []
-    for layer in info["layers"]:
+    for layer, extra in zip(info["layers"], per_layer):
         k, n = layer["K"], layer["N"]
         kn = f"{k}x{n}" if k is not None else "?"
         if layer["row_tiles"] is not None:
@@ -171,7 +283,7 @@ def format_table(info: dict[str, Any]) -> str:
             tiles = "?"
         tr, tc = layer["tile_shape"]
         tile_text = "none" if tr == 0 and tc == 0 else f"{tr or 'K'}x{tc or 'N'}"
-        rows.append([
+        row = [
             layer["name"],
             layer["kind"],
             kn,
@@ -182,7 +294,10 @@ def format_table(info: dict[str, Any]) -> str:
             tile_text,
             _bits_text(layer["dac_bits"]),
             _bits_text(layer["adc_bits"]),
-        ])
+        ]
+        if effects_column:
+            row.append(", ".join(extra) or "-")
+        rows.append(row)
     lines = []
     if rows:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -202,6 +317,17 @@ def format_table(info: dict[str, Any]) -> str:
         f"total: {t['layers']} memristive layers, {_fmt_int(t['tiles'])} tiles, "
         f"{_fmt_int(t['crossbars'])} crossbars, {_fmt_int(t['devices'])} devices "
         f"for {_fmt_int(t['weights'])} weights"
+    )
+    if rows:
+        if common:
+            scope = "every layer" if len(rows) > 1 else "the layer"
+            lines.append(f"run-time effects ({scope}): {', '.join(common)}")
+        elif not effects_column:
+            lines.append("run-time effects: none")
+    device = info.get("device")
+    lines.append(
+        f"device model: {device} (model metadata {DEVICE_METADATA_KEY!r})" if device
+        else "device model: not recorded in the model (the compile report names it)"
     )
     if info["digital_ops"]:
         ops = ", ".join(f"{op} x{count}" for op, count in info["digital_ops"].items())

@@ -21,9 +21,10 @@ range (exact up to float rounding).
 
 With ``adaptive=True`` (the default for models whose switching speed varies over orders of
 magnitude across their range: linear ion drift, Stanford-PKU) each device's pulse width doubles
-after a pulse in the same direction as its previous one (up to ``pulse_width·2^max_doublings``)
-and halves after a reversal, i.e. after an overshoot (down to ``min_pulse_width``, default the
-time step); amplitudes stay fixed.
+after a pulse in the same direction as its previous one (up to ``pulse_width·2^max_doublings``;
+``max_doublings`` is at most the model's default + ``MAX_EXTRA_DOUBLINGS``) and halves after a
+reversal, i.e. after an overshoot (down to ``min_pulse_width``, default the time step);
+amplitudes stay fixed.
 
 Default pulse parameters come from the model's ``PROGRAMMING_DEFAULTS`` (chosen so that targets
 spread over the conductance range converge within the default 5 % tolerance; see each model's
@@ -45,6 +46,24 @@ from memcc.errors import ConfigError
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_MAX_PULSES = 200
 METHODS = ("naive", "ideal")
+#: ``max_doublings`` of models whose PROGRAMMING_DEFAULTS do not set it.
+DEFAULT_MAX_DOUBLINGS = 8
+#: How far ``max_doublings`` may exceed the model's default. Devices that do not converge (out of
+#: range, oscillating) double their width up to the cap and keep pulsing there, and a stepped
+#: model's pulse costs width/dt steps, so the worst-case time grows as 2^max_doublings
+#: (Stanford-PKU on the digits model: 13 s at 8 instead of its default 2, over 120 s at 12, and
+#: no end at 1000). Two more doublings keep the worst case within 4x the default's; wider pulses
+#: did not converge better either (Stanford-PKU: 100 % of 2000 targets at 2, 99.9 % at 4, 87 % at 6).
+MAX_EXTRA_DOUBLINGS = 2
+
+
+def _is_integer(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    try:
+        return int(x) == x
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 @dataclass
@@ -159,7 +178,19 @@ def program_naive(model: DeviceModel, targets, *, tolerance: float = DEFAULT_TOL
     reset_pulse_width = float(reset_pulse_width)
     initial = d.get("initial", "off") if initial is None else initial
     adaptive = bool(d.get("adaptive", False) if adaptive is None else adaptive)
-    max_doublings = int(d.get("max_doublings", 8) if max_doublings is None else max_doublings)
+    default_doublings = int(d.get("max_doublings", DEFAULT_MAX_DOUBLINGS))
+    if max_doublings is None:
+        max_doublings = default_doublings
+    elif not _is_integer(max_doublings):
+        raise ConfigError(f"programming option max_doublings must be an integer >= 0, got {max_doublings!r}")
+    limit = default_doublings + MAX_EXTRA_DOUBLINGS
+    if not 0 <= max_doublings <= limit:
+        raise ConfigError(
+            f"programming option max_doublings must be between 0 and {limit} for {model.name} (its default "
+            f"{default_doublings} + {MAX_EXTRA_DOUBLINGS}: each doubling can double the programming "
+            f"time), got {max_doublings!r}"
+        )
+    max_doublings = int(max_doublings)
     dt = model.dt if dt is None else float(dt)
     if not (0 <= tolerance < 1):
         raise ConfigError(f"tolerance must be in [0, 1), got {tolerance!r}")
@@ -350,8 +381,44 @@ def format_summary(stats: dict) -> str:
         )
         lines.append("percentiles: " + "  ".join(f"p{q} {stats[f'p{q}']:+.3%}" for q in PERCENTILES))
     if "fraction_converged" in stats:
-        lines.append(
-            f"converged: {stats['fraction_converged']:.3%}  budget exhausted: {stats['n_budget_exhausted']}  "
-            f"out of range: {stats['n_out_of_range']}  pulses: mean {stats['mean_pulses']:.1f}, max {stats['max_pulses_used']}"
-        )
+        lines.append(outcome_text(stats))
+        lines.append(f"pulses: mean {stats['mean_pulses']:.1f}, max {stats['max_pulses_used']}")
     return "\n".join(lines)
+
+
+def outcome_text(stats: dict, *, short: bool = False) -> str:
+    """What programming achieved, in words, from `summarize` statistics (or a compilation's
+    programming totals, which add n_programmed).
+
+    "Converged" in `ProgrammingResult` means "reached the nearest conductance the device can
+    take", which a device whose target lies outside its range does while missing the target,
+    so the text counts devices within tolerance of the target actually requested, and names
+    out-of-range targets and exhausted pulse budgets separately (the counts overlap).
+    ``short``: the one-clause form for a line per layer.
+    """
+    n = int(stats.get("n_programmed", stats.get("n_devices", 0)))
+    oor = int(stats.get("n_out_of_range", 0))
+    ideal = stats.get("method") == "ideal"
+    if ideal:
+        # set to target: every in-range device is exact, whatever the (zero) tolerance says
+        good, phrase = n - oor, "set to their target"
+    else:
+        frac = stats.get("fraction_within_tolerance", 1.0 if n == 0 else 0.0)
+        good, phrase = int(round(frac * n)), "within tolerance of their target"
+    clipped = "target outside the device's range" + ("" if short else " (set to its nearest reachable conductance)")
+    if short:
+        text = f"{good:,}/{n:,} devices {phrase}"
+        return text + (f" ({oor:,} with a {clipped})" if oor else "")
+    text = f"{good:,} of {n:,} devices {phrase} ({_percent(good, n)}); {oor:,} with a {clipped}"
+    if not ideal:
+        text += f"; {int(stats.get('n_budget_exhausted', 0)):,} ran out of pulses (budget exhausted)"
+    return text
+
+
+def _percent(part: int, whole: int) -> str:
+    if whole == 0:
+        return "100 %"
+    p = 100.0 * part / whole
+    if 0 < part < whole:  # never round a miss up to 100 % or a hit down to 0 %
+        p = min(max(p, 0.1), 99.9)
+    return f"{p:.1f} %"

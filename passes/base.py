@@ -354,9 +354,9 @@ class CompileReport:
             extra = f", group {m.group}" if m.group != 1 else ""
             p = m.programming
             if p:
-                extra += f", {p['n_converged']:,}/{p['n_programmed']:,} devices converged"
-                if p.get("n_out_of_range"):
-                    extra += f" ({p['n_out_of_range']:,} out of range)"
+                from memcc.programming import outcome_text
+
+                extra += ", " + outcome_text(p, short=True)
             lines.append(
                 f"  {m.source or m.node} ({m.op_type}): K={m.K} N={m.N}{extra}, {_count(m.tiles, 'tile')}"
             )
@@ -387,10 +387,9 @@ def programming_line(p: dict) -> str:
     t = p.get("total") or {}
     tol = t.get("tolerance")
     how = f"{p.get('device')}, {p.get('method')}" + (f", tolerance {tol:.3g}" if p.get("method") == "naive" and tol else "")
-    line = (
-        f"programmed {t.get('n_programmed', 0):,} devices ({how}): {t.get('n_converged', 0):,} converged, "
-        f"{t.get('n_missed', 0):,} missed (budget exhausted), {t.get('n_out_of_range', 0):,} out of range"
-    )
+    from memcc.programming import outcome_text
+
+    line = f"programmed {t.get('n_programmed', 0):,} devices ({how}): {outcome_text(t)}"
     if t.get("mean") is not None:
         line += (
             f"; relative error mean {t['mean']:+.2%}, std {t['std']:.2%}, max |e| {t['max_abs']:.2%}"

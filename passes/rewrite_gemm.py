@@ -18,6 +18,7 @@ import numpy as np
 from onnx import helper
 
 from .base import RewritePass, attr
+from .normalize import unfolded_weight_reason
 
 
 class RewriteGemm(RewritePass):
@@ -30,7 +31,7 @@ class RewriteGemm(RewritePass):
         if b_name not in inits:
             if a_name in inits:
                 return "the constant is the first input (A); only a constant B is mapped"
-            return "both inputs are activations (B is not a constant)"
+            return unfolded_weight_reason(ctx, b_name) or "both inputs are activations (B is not a constant)"
         if a_name in inits:
             return "both inputs are constants (nothing to compute at run time)"
         B, why = self.float32_weight(ctx, b_name, inits, "weight B")

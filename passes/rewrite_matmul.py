@@ -12,6 +12,7 @@ The activations may have any rank ≥ 1 (numpy `matmul` semantics equal the op's
 from __future__ import annotations
 
 from .base import RewritePass
+from .normalize import unfolded_weight_reason
 
 
 class RewriteMatMul(RewritePass):
@@ -22,7 +23,7 @@ class RewriteMatMul(RewritePass):
         a_name, b_name = node.input[0], node.input[1]
         a_const, b_const = a_name in inits, b_name in inits
         if not a_const and not b_const:
-            return "both inputs are activations (attention)"
+            return unfolded_weight_reason(ctx, b_name) or "both inputs are activations (attention)"
         if a_const and b_const:
             return "both inputs are constants (nothing to compute at run time)"
         if a_const:

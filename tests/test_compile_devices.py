@@ -92,7 +92,7 @@ def test_missed_devices_are_counted_and_keep_their_state(small):
     d = get_device("vteam")
     for g in conductances(mem).values():
         assert g.min() >= d.g_off * (1 - 1e-6) and g.max() <= d.g_on * (1 + 1e-6)
-    assert f"{t['n_missed']:,} missed (budget exhausted)" in report.summary()
+    assert f"{t['n_budget_exhausted']:,} ran out of pulses (budget exhausted)" in report.summary()
 
 
 def test_variability_each_device_in_its_own_range(small):

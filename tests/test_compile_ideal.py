@@ -174,6 +174,37 @@ def test_option_validation(kwargs, match):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tile=(2**63, 1)), "tile: 9223372036854775808 is too large"),
+        (dict(r_on=1e-300, r_off=1e300), r"r_on: 1e-300 ohm gives a conductance of 1e\+300 S, outside float32"),
+        (dict(device_params={"r_on": 1e-300}), "device 'ideal': r_on: 1e-300 ohm"),
+        (dict(device="vteam", device_params={"r_off": 1e300}, d2d_std=0), "device 'vteam': r_off"),
+        (dict(r_on=1.0, r_off=1.00000001), "equal in float32"),
+        (dict(max_input_voltage=1e-300), "max_input_voltage: 1e-300 V is outside float32's normal range"),
+        (dict(input_range=1e-300), "input_range"),
+        # valid conductances, but weight_scale = w_max / 3.3e38 S is subnormal
+        (dict(r_on=3e-39, r_off=1.0), "weight_scale .* is .* in float32, outside the normal range"),
+        # with the ADC on the op quantizes raw currents: rows · V_max · window overflows float32
+        (dict(r_on=1e-30, r_off=1.0, adc_bits=8, max_input_voltage=1e10), "column current can reach"),
+    ],
+)
+def test_values_the_op_cannot_hold_in_float32_are_refused(kwargs, match):
+    model, _ = batchnorm_gemm_model()
+    with pytest.raises(memcc.ConfigError, match=match) as info:
+        memcc.compile(model, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_extreme_but_representable_values_compile():
+    model, _ = batchnorm_gemm_model()
+    compiled = memcc.compile(model, tile=(2**63 - 1, 0), r_on=1e-30, r_off=1e30, adc_bits=8)
+    node = next(n for n in compiled.graph.node if n.op_type == "MemristiveMatMul")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["tile_shape"] == [2**63 - 1, 0] and 0 < attrs["weight_scale"] < np.inf
+
+
 def test_model_load_errors(tmp_path):
     with pytest.raises(memcc.ModelLoadError):
         memcc.compile(tmp_path / "missing.onnx")

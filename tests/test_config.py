@@ -35,6 +35,39 @@ def test_parse_tile_rejects(bad):
         cfg.parse_tile(bad)
 
 
+@pytest.mark.parametrize("bad", ["9223372036854775808", "99999999999999999999x1", [1, 2**63], 2**64])
+def test_parse_tile_rejects_sizes_beyond_int64(bad):
+    with pytest.raises(ConfigError, match=r"too large; a tile size is at most 9223372036854775807"):
+        cfg.parse_tile(bad)
+    assert cfg.parse_tile(f"{2**63 - 1}x1") == (2**63 - 1, 1)  # the op's int64 limit itself is fine
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    ({"r_on": "1e-300", "r_off": "1e300"}, r"r_on: 1e-300 ohm gives a conductance of 1e\+300 S, outside float32"),
+    ({"r_off": "1e300"}, "r_off: 1e.300 ohm gives a conductance of 1e-300 S"),
+    ({"r_on": "1", "r_off": "1.00000001"}, "conductances are equal in float32"),
+    ({"max_input_voltage": "1e-300"}, "max_input_voltage: 1e-300 V is outside float32's normal range"),
+    ({"max_input_voltage": "1e39"}, "max_input_voltage"),
+    ({"input_range": "1e-300"}, "input_range: 1e-300 is outside float32's normal range"),
+])
+def test_values_the_op_cannot_hold_in_float32_are_refused(flags, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        cfg.resolve(None, flags)
+    assert "\n" not in str(info.value)
+
+
+def test_float32_bounds_come_from_float32():
+    import numpy as np
+
+    f32 = np.finfo(np.float32)
+    assert cfg.F32_MIN == float(f32.tiny) and cfg.F32_MAX == float(f32.max)
+    # the extreme accepted resistances give the extreme normal conductances
+    s = cfg.resolve(None, {"r_on": cfg.R_MIN * 1.000001, "r_off": cfg.R_MAX / 1.000001,
+                           "max_input_voltage": cfg.F32_MAX, "input_range": cfg.F32_MIN})
+    assert np.isfinite(np.float32(1 / s["r_on"])) and np.float32(1 / s["r_off"]) >= f32.tiny
+    assert cfg.resolve(None, {"input_range": "0"})["input_range"] == 0.0
+
+
 def write(tmp_path, text):
     p = tmp_path / "memcc.toml"
     p.write_text(text)
@@ -167,6 +200,22 @@ def test_device_and_programming_tables(tmp_path):
 def test_device_and_programming_errors(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         cfg.load_config(write(tmp_path, text))
+
+
+def test_programming_table_errors_use_its_toml_names(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(write(tmp_path, '[programming]\nname = "naive"\n'))
+    msg = str(info.value)
+    assert "[programming]: unknown key 'name'" in msg and "method = " in msg
+    assert "programming_options" not in msg
+    listed = msg.split("accepted keys: ")[1].split(", ")
+    from memcc.passes.base import PROGRAMMING_OPTIONS
+
+    assert listed == ["method", *PROGRAMMING_OPTIONS]
+    with pytest.raises(ConfigError, match=r"\[programming\] method: must be naive or ideal"):
+        cfg.load_config(write(tmp_path, '[programming]\nmethod = "careful"\n'))
+    with pytest.raises(ConfigError, match="did you mean 'tolerance'"):
+        cfg.load_config(write(tmp_path, '[programming]\ntolerence = 0.1\n'))
 
 
 def test_precedence_flags_over_file(tmp_path):

@@ -104,3 +104,64 @@ def test_plots(tmp_path):
     p2 = plot_iv_loop(m, tmp_path / "iv.png")
     for p in (p1, p2):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_max_doublings_bounded_relative_to_the_models_default():
+    from memcc.programming import MAX_EXTRA_DOUBLINGS
+
+    m = StanfordPKU()
+    default = StanfordPKU.PROGRAMMING_DEFAULTS["max_doublings"]
+    targets = np.full(4, 0.5 * (m.g_on + m.g_off))
+    program_naive(m, targets, max_doublings=default + MAX_EXTRA_DOUBLINGS, max_pulses=2)
+    for bad in (default + MAX_EXTRA_DOUBLINGS + 1, 1000, 10**30, -1, 2.5, True, "4", float("inf")):
+        with pytest.raises(ConfigError, match="max_doublings") as info:
+            program_naive(m, np.empty(0), max_doublings=bad)  # the dry run a compilation makes
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=f"between 0 and {default + MAX_EXTRA_DOUBLINGS} for stanford_pku"):
+        program_naive(m, targets, max_doublings=1000)
+    # models without a default of their own: the module default
+    from memcc.programming import DEFAULT_MAX_DOUBLINGS
+
+    program_naive(VTEAM(), np.empty(0), adaptive=True, max_doublings=DEFAULT_MAX_DOUBLINGS + MAX_EXTRA_DOUBLINGS)
+    # every model's own default stays accepted
+    for cls in MODELS:
+        program_naive(cls(), np.empty(0))
+
+
+def test_compile_refuses_max_doublings_beyond_the_bound():
+    import memcc
+    from models import batchnorm_gemm_model
+
+    model, _ = batchnorm_gemm_model()
+    with pytest.raises(ConfigError, match="max_doublings must be between 0 and 4 for stanford_pku"):
+        memcc.compile(model, device="stanford_pku", programming_options={"max_doublings": 1000})
+
+
+def test_outcome_text_separates_within_tolerance_from_out_of_range():
+    from memcc.programming import format_summary, outcome_text
+
+    m = VTEAM()
+    # a third of the targets above the device's range: programming "converges" at g_on but misses them
+    targets = np.concatenate([np.linspace(m.g_off * 1.5, m.g_on * 0.9, 200), np.full(100, 2 * m.g_on)])
+    res = program_naive(m, targets)
+    stats = summarize(res)
+    assert res.fraction_converged == 1.0 and stats["fraction_within_tolerance"] < 0.7
+    within = int(round(stats["fraction_within_tolerance"] * 300))
+    text = outcome_text(stats)
+    assert text.startswith(f"{within:,} of 300 devices within tolerance of their target (")
+    assert "100 with a target outside the device's range (set to its nearest reachable conductance)" in text
+    assert "0 ran out of pulses (budget exhausted)" in text
+    assert "converged" not in format_summary(stats)
+    assert outcome_text(stats, short=True) == (
+        f"{within:,}/300 devices within tolerance of their target (100 with a target outside the device's range)"
+    )
+    ideal = summarize(program_ideal(m, targets))
+    assert outcome_text(ideal).startswith("200 of 300 devices set to their target (66.7 %); 100 with a target")
+
+
+def test_outcome_text_never_rounds_a_miss_to_100_percent():
+    from memcc.programming import outcome_text
+
+    stats = {"n_devices": 100000, "method": "naive", "fraction_within_tolerance": 0.99999,
+             "n_out_of_range": 0, "n_budget_exhausted": 1}
+    assert "(99.9 %)" in outcome_text(stats)
