@@ -4,13 +4,22 @@
         --device vteam --tile 128x128 --adc-bits 8 --jobs 2 -o results.csv [--plot results.png]
 
 Hooked into `memcc.cli` with `cli_sweep.add_parser(sub)` and `COMMANDS["sweep"] = cli_sweep.cmd_sweep`;
-`main(argv)` runs it on its own (same one-line errors, exit status 2).
+`main(argv)` runs it on its own (same one-line errors, exit status 2; usage errors point to
+`memcc sweep --help`).
+
+Stopping: Ctrl-C (SIGINT) ends with "memcc: interrupted" and exit status 130, SIGTERM (`kill PID`)
+with "memcc: terminated" and exit status 143 (128 + 15, as a shell reports a process SIGTERM
+killed). Either way the worker processes are terminated, and a signal that comes while the
+points are evaluated leaves no CSV or plot (each is written atomically once the sweep is done).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +60,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--jobs", "-j", type=_positive_int("--jobs"), metavar="N",
                    help="worker processes (default min(2, CPUs)); each uses one onnxruntime thread when N > 1")
     s.add_argument("--batch-size", type=_positive_int("--batch-size"), default=500, metavar="N",
-                   help="samples per onnxruntime run (default 500)")
+                   help="samples per onnxruntime run (default 500; a model with a fixed batch size "
+                   "gets that size). With read noise on, the accuracy depends on it (and on --limit): "
+                   "the op's noise stream counts runs, so other batches draw other noise")
     s.add_argument("--model-output", metavar="NAME",
                    help="output to score (default: the first float output, argmax = prediction; "
                    "else the first integer output, taken as labels)")
@@ -81,7 +92,45 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--nonideality", action="append", default=None, metavar="NAME[:KEY=VALUE]...",
                    help="a non-ideality of the programmed chip (repeatable), e.g. faults:stuck_lrs=0.01")
     g.add_argument("--config", help="TOML file with compile settings (flags override it)")
+    _own_usage_errors(s)
     return s
+
+
+def _own_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Report the sweep's usage errors as ConfigErrors pointing to `memcc sweep --help`.
+
+    memcc.cli would add "(see `memcc --help`)", which does not list the sweep's flags. The
+    arguments are kept to suggest `--flag=VALUE` when a value starting with '-' (such as a
+    negative number list, ``--seed-list -1,2``) was taken for a flag.
+    """
+    parse_known = parser.parse_known_args
+    given: list[str] = []
+
+    def parse_known_args(args=None, namespace=None):
+        given[:] = list(args or [])
+        ns, extras = parse_known(args, namespace)
+        if extras:  # else the main parser reports them, pointing to `memcc --help`
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+    def error(message: str):
+        raise ConfigError(f"{message}{_dash_value_hint(message, given)} (see `memcc sweep --help`)")
+
+    parser.parse_known_args = parse_known_args
+    parser.error = error
+
+
+def _dash_value_hint(message: str, args: list[str]) -> str:
+    """For "argument --seed-list: expected one argument" after `--seed-list -1,2`: a hint to
+    write `--seed-list=-1,2` (argparse takes a value starting with '-' for a flag)."""
+    if not message.endswith("expected one argument") or not message.startswith("argument "):
+        return ""
+    flags = message[len("argument "):].split(":")[0].split("/")
+    for i, arg in enumerate(args[:-1]):
+        if arg in flags and args[i + 1].startswith("-"):
+            long = max(flags, key=len)
+            return f"; a value starting with '-' must be attached: {long}={args[i + 1]}"
+    return ""
 
 
 def _positive_int(flag: str):
@@ -133,20 +182,56 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError(f"plot {str(plot_path)!r}: use a .png file name")
 
     t0 = time.perf_counter()
-    result = sweep.run_sweep(
-        model_path, args.data, grid, seeds=seeds, fixed=fixed, file_settings=file_settings,
-        split=args.split, limit=args.limit, jobs=args.jobs, batch=args.batch_size,
-        output_name=args.model_output, progress=False if args.quiet else None,
-    )
-    result.write_csv(csv_path)
-    if plot_path is not None:
-        result.plot(plot_path, title=args.title)
+    try:
+        with _sigterm_raises():
+            result = sweep.run_sweep(
+                model_path, args.data, grid, seeds=seeds, fixed=fixed, file_settings=file_settings,
+                split=args.split, limit=args.limit, jobs=args.jobs, batch=args.batch_size,
+                output_name=args.model_output, progress=False if args.quiet else None,
+            )
+            result.write_csv(csv_path)
+            if plot_path is not None:
+                result.plot(plot_path, title=args.title)
+    except Terminated:
+        print("memcc: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     if not args.quiet:
         print(result.summary())
-        n = len(result.rows)
         wrote = f"wrote {csv_path}" + (f" and {plot_path}" if plot_path is not None else "")
-        print(f"{wrote} ({n} points in {time.perf_counter() - t0:.1f} s)")
+        print(f"{wrote} ({_runs_text(len(result.rows))} in {time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _runs_text(points: int) -> str:
+    """Counted as the progress counts them: the crossbar points plus the digital baseline."""
+    return f"{points} point{'s' if points != 1 else ''} + digital baseline = {points + 1} runs"
+
+
+#: exit status after SIGTERM: 128 + the signal's number, as shells report it
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except Exception`
+    swallows it on the way out and every `finally` (worker shutdown, temporary files) runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While the block runs, SIGTERM raises `Terminated` in the main thread (as Ctrl-C raises
+    KeyboardInterrupt): the sweep terminates its workers instead of dying and orphaning them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None) -> int:

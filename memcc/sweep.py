@@ -1,11 +1,13 @@
 """`memcc sweep`: accuracy of a model on memristive crossbars over a grid of settings and seeds.
 
     from memcc.sweep import run_sweep
-    result = run_sweep("model.onnx", "fmnist", {"d2d-std": [0, 0.1, 0.2, 0.3]},
-                       seeds=[0, 1, 2], fixed={"device": "vteam", "tile": "128x128"}, jobs=2)
-    result.write_csv("results.csv")
-    result.plot("results.png")
-    print(result.summary())
+
+    if __name__ == "__main__":  # needed: the worker processes import this script again
+        result = run_sweep("model.onnx", "fmnist", {"d2d-std": [0, 0.1, 0.2, 0.3]},
+                           seeds=[0, 1, 2], fixed={"device": "vteam", "tile": "128x128"}, jobs=2)
+        result.write_csv("results.csv")
+        result.plot("results.png")
+        print(result.summary())
 
 The grid is the product of the varied settings' value lists × the seeds. Every point compiles
 the model with `memcc.compile` (the fixed settings, the point's values, `seed=` the point's seed)
@@ -13,7 +15,21 @@ and measures its top-1 accuracy on the data set (`memcc.datasets`) with onnxrunt
 op library. The original model is evaluated once more, without memcc: the digital baseline.
 Points run in worker processes (`jobs`, default min(2, CPUs); onnxruntime uses one intra-op
 thread per worker when jobs > 1). A point's accuracy depends only on the settings and its seed,
-so the same grid and seeds give the same numbers, serial or parallel.
+so the same grid and seeds give the same numbers, serial or parallel. Workers are started with
+multiprocessing's "spawn" method, which imports the calling script again in each of them: call
+run_sweep under ``if __name__ == "__main__":`` (or with jobs=1); a sweep whose workers die while
+starting fails with a MemccError saying so instead of waiting for them.
+
+Before any evaluation, every point's settings go through the cheap part of `memcc.compile`
+(`check_point`: options, device model, programming method, non-idealities), so a bad
+combination fails at once, not after the baseline and the points before it. The model is
+checked too (`check_model`): one input to feed, a float input type (the data is fed in it), not
+already compiled. A model whose batch dimension is fixed (e.g. to 1) is evaluated in batches of
+that size (the last one padded), whatever `batch` says; the result's `notes` say so.
+
+Read noise (``read_noise``) is drawn by the op from a stream that counts its executions, so
+with it on an accuracy depends on `batch` and `limit` too (other batches draw other noise):
+compare points evaluated with the same batch size and samples.
 
 Vary keys (`VARY_KEYS`) are compile keywords spelled with dashes (``d2d-std``, ``r-on``,
 ``r-off``, ``tile``, ``adc-bits``, ``dac-bits``, ...) plus:
@@ -295,6 +311,47 @@ def point_settings(base: Mapping[str, Any], point: Mapping[str, Any], seed: int)
     return checked
 
 
+def check_point(settings: Mapping[str, Any]) -> None:
+    """Raise the ConfigError `memcc.compile` would raise for `settings`, without compiling.
+
+    The cheap part of compilation: validating the options, building the device model (its
+    parameters, r_on < r_off), resolving the programming method and its options (a
+    `CompileContext` on an empty model does all three), and configuring the non-idealities,
+    including the run-time ones' checks against the device (``prepare``: e.g. ``nonlinear``
+    needs a nonlinear I-V). No weights are mapped and no device is programmed.
+    """
+    import onnx
+
+    from memcc import compiler  # noqa: F401 - makes memcc.passes importable in a source tree
+    from memcc.passes import CompileContext, CompileOptions, RuntimeNonideality, make_nonidealities
+
+    options = {k: v for k, v in settings.items() if k != "nonidealities"}
+    ctx = CompileContext(onnx.ModelProto(), CompileOptions(**options))
+    for nonideality in make_nonidealities(settings.get("nonidealities")):
+        if isinstance(nonideality, RuntimeNonideality):
+            nonideality.prepare(ctx)
+
+
+def _grid_tasks(base: Mapping[str, Any], points: list[dict], keys: list[str],
+                seeds: list[int]) -> tuple[list, list]:
+    """(tasks, meta) of the crossbar points, each point's settings checked by `check_point`."""
+    tasks, meta = [], []
+    for point in points:
+        label = _label(point, keys)
+        try:
+            checked = False
+            for seed in seeds:
+                settings = point_settings(base, point, seed)
+                if not checked:  # the seed changes no setting that can be invalid
+                    check_point(settings)
+                    checked = True
+                tasks.append((len(tasks) + 1, settings, f"{label}, seed {seed}"))
+                meta.append((point, seed))
+        except MemccError as exc:
+            raise ConfigError(f"sweep point {label}: {exc}") from None
+    return tasks, meta
+
+
 def _apply_ratio(s: dict, ratio: float) -> None:
     """r_off = ratio · r_on (nominal), with the point's device-to-device spread.
 
@@ -332,9 +389,17 @@ def _apply_ratio(s: dict, ratio: float) -> None:
         k = min(3.0, 0.99 * (ratio - 1) / d2d)
         params["r_off"] = Distribution(mean, d2d * mean, max(mean * (1 - k * d2d), 1e-3 * mean), mean * (1 + k * d2d))
     else:
+        from memcc.devices.model import D2D_MARGIN
+
         k = min(3.0, 0.99 * (ratio - 1) / ((ratio + 1) * d2d))
+        # The model's own limits too (Stanford-PKU: r_on above its zero-gap resistance), as
+        # `with_d2d_std` keeps them, or a wide spread samples devices the model refuses.
+        limits = device.resistance_limits()
         for name, m in (("r_on", r_on), ("r_off", mean)):
-            params[name] = Distribution(m, d2d * m, max(m * (1 - k * d2d), 1e-3 * m), m * (1 + k * d2d))
+            lim_lo, lim_hi = limits.get(name, (0.0, math.inf))
+            low = max(m * (1 - k * d2d), 1e-3 * m, min(lim_lo * (1 + D2D_MARGIN), m))
+            high = min(m * (1 + k * d2d), max(lim_hi / (1 + D2D_MARGIN), m))
+            params[name] = Distribution(m, d2d * m, low, high)
     s["device_params"] = params
 
 
@@ -379,16 +444,66 @@ def choose_output(model, name: str | None = None) -> tuple[int, str, bool]:
     raise ConfigError("the model has no float (class scores) or integer (labels) output to score")
 
 
-def predictions(sess, x: np.ndarray, output: int, scores: bool, batch: int) -> np.ndarray:
-    name = sess.get_inputs()[0].name
+@dataclass(frozen=True)
+class ModelInput:
+    """The graph input the data set is fed into."""
+
+    name: str
+    dtype: Any            # numpy dtype of the samples (the input's element type)
+    batch: int | None     # the batch size fixed by the model (its first dimension); None: free
+
+
+#: float element types the samples can be fed as (the data sets hold float32)
+_FLOAT_INPUTS = ("FLOAT", "DOUBLE", "FLOAT16")
+
+
+def check_model(model, what: str = "the model") -> ModelInput:
+    """The input to feed; ConfigError when `model` is not an original model with one float input."""
+    import onnx
+
+    from memcc import OP_DOMAIN
+
+    compiled = sum(1 for n in model.graph.node if n.domain == OP_DOMAIN)
+    if compiled:
+        raise ConfigError(f"{what} is already compiled ({compiled} {OP_DOMAIN} node{'s' if compiled > 1 else ''}); "
+                          "memcc sweep compiles the original model itself: give that one")
+    inits = {t.name for t in model.graph.initializer}
+    required = [i for i in model.graph.input if i.name not in inits]
+    if not required:
+        raise ConfigError(f"{what} has no graph input to feed the data set into")
+    if len(required) > 1:
+        names = ", ".join(repr(i.name) for i in required)
+        raise ConfigError(f"{what} has {len(required)} inputs to feed ({names}); memcc sweep feeds the data "
+                          f"set into one, so {required[1].name!r} needs a default value (an initializer)")
+    first = required[0]
+    if not first.type.HasField("tensor_type"):
+        raise ConfigError(f"{what}'s input {first.name!r} is not a tensor")
+    elem = first.type.tensor_type.elem_type
+    if onnx.TensorProto.DataType.Name(elem) not in _FLOAT_INPUTS:
+        raise ConfigError(f"{what}'s input {first.name!r} takes {onnx.TensorProto.DataType.Name(elem).lower()} "
+                          "values; memcc sweep feeds floating-point samples (float, double or float16)")
+    dims = first.type.tensor_type.shape.dim
+    batch = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+    return ModelInput(first.name, onnx.helper.tensor_dtype_to_np_dtype(elem), batch)
+
+
+def predictions(sess, x: np.ndarray, output: int, scores: bool, batch: int,
+                name: str | None = None, pad: bool = False) -> np.ndarray:
+    """Predicted labels of `x`, `batch` samples per run (`pad`: fill the last run up to `batch`
+    with zeros, for a model whose batch size is fixed; the padding's predictions are dropped)."""
+    name = name or sess.get_inputs()[0].name
     out = []
     for start in range(0, len(x), batch):
-        y = np.asarray(sess.run(None, {name: x[start : start + batch]})[output])
+        chunk = x[start : start + batch]
+        n = len(chunk)
+        if pad and n < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
+        y = np.asarray(sess.run(None, {name: chunk})[output])
         if scores:
             if y.ndim < 2:
                 raise MemccError(f"the scored output has shape {list(y.shape)}; expected [batch, classes]")
             y = y.reshape(len(y), -1).argmax(axis=1)
-        out.append(y.reshape(-1))
+        out.append(y.reshape(-1)[:n])
     return np.concatenate(out)
 
 
@@ -401,6 +516,8 @@ class _State:
     scores: bool
     batch: int
     threads: int  # onnxruntime intra-op threads; 0: its default
+    input_name: str = ""
+    pad: bool = False  # the model fixes the batch size: pad the last batch
 
 
 _STATE: _State | None = None
@@ -417,11 +534,29 @@ def _options(threads: int):
     return opts
 
 
-def _init_worker(model_bytes: bytes, x, y, output, scores, batch, threads) -> None:
+def _init_worker(model_bytes: bytes, x, y, output, scores, batch, threads, input_name="", pad=False) -> None:
     global _STATE
     import onnx
 
-    _STATE = _State(onnx.load_model_from_string(model_bytes), x, y, output, scores, batch, threads)
+    _STATE = _State(onnx.load_model_from_string(model_bytes), x, y, output, scores, batch, threads,
+                    input_name, pad)
+
+
+def _init_pool_worker(init_path: str) -> None:
+    """A pool worker's start: the state from the file `_run_parallel` wrote; SIGINT ignored.
+
+    The state travels in a file, not as initargs: multiprocessing writes a spawned process's
+    arguments into a pipe whose other end the parent itself holds open until the write is
+    done, so arguments beyond the pipe's buffer (64 KiB) hang the parent forever when the child
+    dies before reading them (an unguarded script). Ctrl-C reaches the whole process group;
+    the parent alone handles it and terminates the workers.
+    """
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with open(init_path, "rb") as f:
+        _init_worker(*pickle.load(f))
 
 
 def _evaluate(task) -> tuple[int, float, int, float]:
@@ -441,11 +576,19 @@ def _evaluate(task) -> tuple[int, float, int, float]:
 
             compiled = compiler.compile(st.model, progress=False, **settings)
             sess = runtime.session(compiled, sess_options=_options(st.threads))
-        pred = predictions(sess, st.x, st.output, st.scores, st.batch)
+        pred = predictions(sess, st.x, st.output, st.scores, st.batch, st.input_name or None, st.pad)
     except MemccError as exc:
         raise MemccError(f"sweep point {label}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors: one line, naming the point
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        raise MemccError(f"sweep point {label}: onnxruntime: {_one_line(exc)}") from None
     correct = int(np.count_nonzero(pred == st.y))
     return index, correct / len(st.y), len(st.y), time.perf_counter() - t0
+
+
+def _one_line(exc) -> str:
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +607,7 @@ class SweepResult:
     data_name: str = ""
     fixed: dict = field(default_factory=dict)
     output_name: str = ""
+    notes: list = field(default_factory=list)  # how the evaluation departed from the request
 
     # -- tables --------------------------------------------------------------------------
     def columns(self) -> list[str]:
@@ -504,11 +648,12 @@ class SweepResult:
         for values, accs in self.groups():
             a = np.asarray(accs) * 100
             lines.append([format_value(values[k]) for k in self.keys] + [
-                str(len(a)), f"{a.mean():.2f}%", f"{a.std():.2f}", f"{a.min():.2f}%", f"{a.max():.2f}%"])
+                str(len(a)), f"{a.mean():.2f}%", f"{a.std():.2f}%", f"{a.min():.2f}%", f"{a.max():.2f}%"])
         widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
         text = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines]
         text.append(f"digital baseline (original model, onnxruntime): {self.baseline['accuracy']:.2%} "
                     f"on {self.baseline['n_samples']:,} samples")
+        text += [f"note: {n}" for n in self.notes]
         return "\n".join(text)
 
     def markdown(self) -> str:
@@ -555,7 +700,9 @@ def run_sweep(
     ["d2d-std=0,0.1", ...]. seeds: a list of seeds, or a count N (seeds 0..N-1). fixed: compile
     settings shared by every point (memcc.compile keywords or `memcc compile` flag names; the
     values as a TOML file or the flags would give them). jobs: worker processes (default
-    min(2, CPUs); 1: in this process). progress: tqdm bar over the points (None: on a terminal).
+    min(2, CPUs); 1: in this process). batch: samples per onnxruntime run (a model that fixes its
+    batch size gets that size). progress: True: a tqdm bar over the runs (points + baseline);
+    False: nothing; None: the bar on a terminal, else one line per finished run on stderr.
 
     With jobs > 1 the workers are started with multiprocessing's "spawn" method, which imports
     the calling script again in each worker: as with any multiprocessing code, call run_sweep
@@ -572,38 +719,47 @@ def run_sweep(
         jobs = min(2, os.cpu_count() or 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs must be a positive integer, got {jobs!r}")
+    if jobs > 1:
+        _check_not_a_starting_worker()
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {batch!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ConfigError(f"progress must be True, False or None, got {progress!r}")
 
     proto = load_model(model)
-    ds = data if isinstance(data, datasets.Dataset) else datasets.load_dataset(data, split=split, limit=limit)
-    if isinstance(data, datasets.Dataset) and limit is not None:
-        ds = datasets.Dataset(ds.name, ds.x[:limit], ds.y[:limit], ds.split, ds.description, ds.meta)
-    x = ds.for_model(proto)
+    name = model if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
+    model_name = Path(name).name if isinstance(name, (str, os.PathLike)) else str(name)
+    feed = check_model(proto, f"model {model_name!r}")
     out_index, out_name, scores = choose_output(proto, output_name)
 
     keys = list(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    tasks = [(0, None, "digital baseline")]
-    meta = []
-    for point in points:
-        for seed in seed_list:
-            settings = point_settings(base, point, seed)  # validates every point before any work
-            tasks.append((len(tasks), settings, f"{_label(point, keys)}, seed {seed}"))
-            meta.append((point, seed))
+    # Every point's settings are checked here, before the data is loaded and any work starts.
+    point_tasks, meta = _grid_tasks(base, points, keys, seed_list)
+    tasks = [(0, None, "digital baseline")] + point_tasks
+
+    ds = data if isinstance(data, datasets.Dataset) else datasets.load_dataset(data, split=split, limit=limit)
+    if isinstance(data, datasets.Dataset) and limit is not None:
+        ds = datasets.Dataset(ds.name, ds.x[:limit], ds.y[:limit], ds.split, ds.description, ds.meta)
+    if len(ds) == 0:
+        raise ConfigError(f"data set {ds.name!r} holds no samples")
+    x = ds.for_model(proto).astype(feed.dtype, copy=False)
+    notes = []
+    if feed.batch is not None and feed.batch != batch:
+        notes.append(f"the model's batch size is fixed to {feed.batch}: evaluated {feed.batch} "
+                     f"sample{'s' if feed.batch > 1 else ''} per run, not {batch}")
+        batch = feed.batch
 
     from memcc.runtime import library_path
 
     library_path()  # fail before any work when the op library is missing
     jobs = min(jobs, len(tasks))
     threads = 1 if jobs > 1 else 0
-    init = (proto.SerializeToString(), x, ds.y, out_index, scores, batch, threads)
+    init = (proto.SerializeToString(), x, ds.y, out_index, scores, batch, threads,
+            feed.name, feed.batch is not None)
     results: dict[int, tuple] = {}
-    if progress is None:
-        progress = sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(tasks), desc="memcc sweep", unit="point", disable=not progress, file=sys.stderr)
+    report = _Progress(progress, len(tasks), len(point_tasks))
+    report.notes(notes)
     try:
         if jobs == 1:
             global _STATE
@@ -613,27 +769,66 @@ def run_sweep(
                 for task in tasks:
                     r = _evaluate(task)
                     results[r[0]] = r
-                    bar.update(1)
+                    report.done(task[2], r)
             finally:
                 _STATE = saved
         else:
-            _run_parallel(tasks, init, jobs, results, bar)
+            _run_parallel(tasks, init, jobs, results, report)
     finally:
-        bar.close()
+        report.close()
 
     base_r = results[0]
     rows = []
     for (point, seed), i in zip(meta, range(1, len(tasks))):
         _, acc, n, sec = results[i]
         rows.append({"values": point, "seed": seed, "accuracy": acc, "n_samples": n, "elapsed": sec})
-    name = model if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
     return SweepResult(keys, rows, {"accuracy": base_r[1], "n_samples": base_r[2], "elapsed": base_r[3]},
-                       model_name=Path(name).name if isinstance(name, (str, os.PathLike)) else str(name),
-                       data_name=ds.name, fixed=_describe_fixed(base), output_name=out_name)
+                       model_name=model_name, data_name=ds.name, fixed=_describe_fixed(base),
+                       output_name=out_name, notes=notes)
 
 
-def _run_parallel(tasks, init, jobs, results, bar) -> None:
+class _Progress:
+    """Progress on stderr: a tqdm bar on a terminal, else one line per finished run (a log
+    file or CI would otherwise show nothing for the length of the sweep). Counts runs: the
+    crossbar points and the digital baseline."""
+
+    def __init__(self, progress: bool | None, total: int, points: int):
+        from tqdm.auto import tqdm
+
+        tty = sys.stderr.isatty()
+        self.lines = progress is None and not tty
+        self.total = total
+        self.count = 0
+        bar = bool(progress) or (progress is None and tty)
+        desc = f"memcc sweep ({points} point{'s' if points != 1 else ''} + baseline)"
+        self.bar = tqdm(total=total, desc=desc, unit="run", disable=not bar, file=sys.stderr)
+        self.quiet = progress is False
+
+    def notes(self, notes) -> None:
+        for n in notes if not self.quiet else ():
+            print(f"memcc: note: {n}", file=sys.stderr, flush=True)
+
+    def done(self, label: str, result) -> None:
+        self.count += 1
+        self.bar.update(1)
+        if self.lines:
+            width = len(str(self.total))
+            print(f"memcc sweep: {self.count:>{width}}/{self.total} runs, {label}: {result[1]:.2%} "
+                  f"({result[3]:.1f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class WorkersFailedToStart(MemccError):
+    """The sweep's worker processes died before evaluating anything."""
+
+
+def _run_parallel(tasks, init, jobs, results, report) -> None:
     import multiprocessing
+    import pickle
+    import tempfile
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn: a fresh interpreter per worker (forking a process that has onnxruntime's thread
     # pools is not safe). One BLAS thread per worker: the workers are the parallelism.
@@ -641,26 +836,79 @@ def _run_parallel(tasks, init, jobs, results, bar) -> None:
     for k in env_before:
         os.environ.setdefault(k, "1")
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=init)
+    labels = {t[0]: t[2] for t in tasks}
     try:
-        # Baseline first, then the points; the expensive ones are spread by the pool's queue.
-        pending = {pool.submit(_evaluate, t) for t in tasks}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                r = fut.result()  # re-raises a worker's error here
-                results[r[0]] = r
-                bar.update(1)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
+        with tempfile.TemporaryDirectory(prefix="memcc-sweep-") as folder:
+            init_path = os.path.join(folder, "state.pickle")  # see _init_pool_worker for why
+            with open(init_path, "wb") as f:
+                pickle.dump(init, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_pool_worker,
+                                       initargs=(init_path,))
+            try:
+                # Baseline first, then the points; the expensive ones are spread by the pool's queue.
+                pending = {pool.submit(_evaluate, t) for t in tasks}
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        r = fut.result()  # re-raises a worker's error here
+                        results[r[0]] = r
+                        report.done(labels[r[0]], r)
+            except BrokenProcessPool:
+                raise _broken_pool_error(started=bool(results)) from None
+            except BaseException:
+                # An error, Ctrl-C or SIGTERM: stop the running points now rather than wait
+                # for them, and leave no worker behind.
+                _terminate_workers(pool)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _check_not_a_starting_worker() -> None:
+    """Fail at once (not after loading the data) in a spawned process that is still importing
+    the parent's script: the script calls run_sweep without the `__main__` guard."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing checks it
+        raise WorkersFailedToStart(
+            "run_sweep was called while a sweep worker process was starting: the calling script "
+            "runs it on import; put the call under `if __name__ == \"__main__\":` or use jobs=1"
+        )
+
+
+def _broken_pool_error(started: bool) -> MemccError:
+    if started:
+        return MemccError("a sweep worker process died while evaluating a point (killed, or out of "
+                          "memory?); try fewer jobs (--jobs 1 evaluates in the main process)")
+    return WorkersFailedToStart(
+        "the sweep's worker processes died while starting (their error is above). Each worker "
+        "imports the calling script again (multiprocessing's spawn), so call run_sweep from a script "
+        "file under `if __name__ == \"__main__\":` (a script read from stdin cannot be imported), "
+        "or use jobs=1 (--jobs 1)"
+    )
+
+
+def _terminate_workers(pool) -> None:
+    """SIGTERM to the pool's worker processes (Python 3.14's `terminate_workers`, else by hand)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        try:
+            terminate()
+        except Exception:  # noqa: BLE001 - already shut down
+            pass
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            if process.is_alive():
+                process.terminate()
+        except (OSError, ValueError, AttributeError):  # exited, or never fully started
+            pass
 
 
 def _describe_fixed(settings: Mapping[str, Any]) -> dict:
@@ -717,7 +965,7 @@ def plot_sweep(result: SweepResult, path, title: str | None = None) -> Path:
         lo = np.array([a.min() for a in accs])
         hi = np.array([a.max() for a in accs])
         label = ", ".join(f"{VARY_KEYS[k].legend} = {format_value(v)}" for k, v in zip(others, g)) if many else (
-            f"crossbar, mean ± std over {max(len(a) for a in accs)} seeds")
+            _seeds_text(max(len(a) for a in accs)))
         ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
         ax.errorbar(xs, mean, yerr=std, color=color, marker="o", ms=4, lw=1.6, capsize=3, label=label)
         for x, a in zip(xs, accs):
@@ -746,6 +994,10 @@ def plot_sweep(result: SweepResult, path, title: str | None = None) -> Path:
     return path
 
 
+def _seeds_text(n: int) -> str:
+    return f"crossbar, mean ± std over {n} seeds" if n > 1 else "crossbar, 1 seed"
+
+
 def _worse_on_left(result: SweepResult, xkey: str) -> bool:
     xs = list(dict.fromkeys(r["values"][xkey] for r in result.rows))
     first = np.mean([r["accuracy"] for r in result.rows if r["values"][xkey] == xs[0]])
@@ -760,4 +1012,5 @@ def _default_title(result: SweepResult) -> str:
 
 
 __all__ = ["run_sweep", "SweepResult", "plot_sweep", "parse_grid", "parse_vary", "parse_seeds",
-           "point_settings", "choose_output", "VARY_KEYS"]
+           "point_settings", "check_point", "check_model", "choose_output", "VARY_KEYS",
+           "WorkersFailedToStart"]

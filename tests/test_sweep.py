@@ -344,7 +344,7 @@ def sweep_cli(argv, capsys):
         ([DIGITS_CNN, "--data", "digits", "--vary", "n-states=1", "-o", "r.csv"], "must be >= 2"),
         ([DIGITS_CNN, "--data", "digits", "--vary", "d2d-std=0", "--seeds", "2", "--seed-list", "1", "-o", "r.csv"], "not allowed with"),
         ([DIGITS_CNN, "--data", "digits", "--vary", "d2d-std=0", "--jobs", "0", "-o", "r.csv"], "positive integer"),
-        ([DIGITS_CNN, "--data", "digits", "--vary", "d2d-std=0", "-o", "nofolder/r.csv"], "does not exist"),
+        ([DIGITS_CNN, "--data", "digits", "--vary", "d2d-std=0", "-o", "/dev/null/r.csv"], "is not a directory"),
         ([DIGITS_CNN, "--data", "digits", "--vary", "d2d-std=0", "-o", "r.txt"], ".csv"),
         ([DIGITS_CNN, "--data", "nope", "--vary", "d2d-std=0", "-o", "r.csv"], "unknown data set"),
         (["missing.onnx", "--data", "digits", "--vary", "d2d-std=0", "-o", "r.csv"], "no such file"),
