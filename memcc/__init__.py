@@ -29,6 +29,12 @@ def __getattr__(name):
         from memcc import runtime
 
         return getattr(runtime, name)
+    if name == "passes":
+        # In a source checkout the passes live in the top-level passes/ folder; the compiler
+        # knows how to load them as memcc.passes.
+        from memcc.compiler import _import_passes
+
+        return _import_passes()
     if name in _SUBMODULES:
         # `import memcc` then `memcc.runtime.session(...)` (as the README writes it) must work
         # without a separate `import memcc.runtime`.

@@ -389,16 +389,11 @@ def _apply_ratio(s: dict, ratio: float) -> None:
         k = min(3.0, 0.99 * (ratio - 1) / d2d)
         params["r_off"] = Distribution(mean, d2d * mean, max(mean * (1 - k * d2d), 1e-3 * mean), mean * (1 + k * d2d))
     else:
-        from memcc.devices.model import D2D_MARGIN
-
         k = min(3.0, 0.99 * (ratio - 1) / ((ratio + 1) * d2d))
-        # The model's own limits too (Stanford-PKU: r_on above its zero-gap resistance), as
-        # `with_d2d_std` keeps them, or a wide spread samples devices the model refuses.
-        limits = device.resistance_limits()
+        # Inside the model's own limits too (Stanford-PKU: r_on above its zero-gap resistance),
+        # as `with_d2d_std` keeps them, or a wide spread samples devices the model refuses.
         for name, m in (("r_on", r_on), ("r_off", mean)):
-            lim_lo, lim_hi = limits.get(name, (0.0, math.inf))
-            low = max(m * (1 - k * d2d), 1e-3 * m, min(lim_lo * (1 + D2D_MARGIN), m))
-            high = min(m * (1 + k * d2d), max(lim_hi / (1 + D2D_MARGIN), m))
+            low, high = device.clip_bounds(name, m, m * (1 - k * d2d), m * (1 + k * d2d))
             params[name] = Distribution(m, d2d * m, low, high)
     s["device_params"] = params
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import memcc
 
 PKG_PARENT = str(Path(os.path.abspath(memcc.__file__)).parent.parent)
@@ -29,10 +31,16 @@ print("ok")
 """
 
 
-def test_bare_import_reaches_the_public_submodules():
+# The package the tests import (installed, or a development overlay), and the source checkout
+# itself, where the passes are the top-level passes/ folder rather than memcc/passes.
+SOURCE_TREE = str(Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.parametrize("root", [PKG_PARENT, SOURCE_TREE], ids=["package", "source-tree"])
+def test_bare_import_reaches_the_public_submodules(root):
     env = dict(os.environ)
-    env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, cwd=PKG_PARENT,
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, cwd=root,
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"

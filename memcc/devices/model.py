@@ -244,6 +244,14 @@ class DeviceModel:
         """
         return {"r_on": (0.0, math.inf), "r_off": (0.0, math.inf)}
 
+    def clip_bounds(self, name: str, mean: float, low: float, high: float, limits=None) -> tuple[float, float]:
+        """[low, high] for a spread of resistance `name` around `mean`, narrowed to at least 1e-3
+        of the mean and a relative D2D_MARGIN inside the model's `resistance_limits` (the
+        margin: see `with_d2d_std`), never so far that `mean` itself falls outside."""
+        lim_lo, lim_hi = (limits or self.resistance_limits()).get(name, (0.0, math.inf))
+        return (max(low, 1e-3 * mean, min(lim_lo * (1 + D2D_MARGIN), mean)),
+                min(high, max(lim_hi / (1 + D2D_MARGIN), mean)))
+
     def with_d2d_std(self, rel_std: float, keep=()) -> "DeviceModel":
         """A copy whose fixed r_on and r_off become clipped normals of relative std `rel_std`.
 
@@ -273,17 +281,14 @@ class DeviceModel:
         # the r_on side only: r_off's clip there binds at a smaller std than r_on's, so spreads
         # whose samples were valid before are bit-identical unless r_on reached that clip or
         # a model limit.
-        eps = D2D_MARGIN
         changed = {}
         for name, value in nominal.items():
             if name in keep or isinstance(value, (Distribution, np.ndarray)) or value is None:
                 continue
             mean = float(value)
-            lim_lo, lim_hi = limits.get(name, (0.0, math.inf))
-            low = max(mean - 3 * rel_std * mean, 1e-3 * mean, min(lim_lo * (1 + eps), mean))
-            high = min(mean + 3 * rel_std * mean, max(lim_hi / (1 + eps), mean))
+            low, high = self.clip_bounds(name, mean, mean - 3 * rel_std * mean, mean + 3 * rel_std * mean, limits)
             if middle is not None and name == "r_on":
-                high = min(high, max(middle / (1 + eps), mean))
+                high = min(high, max(middle / (1 + D2D_MARGIN), mean))
             if middle is not None and name == "r_off":
                 low = max(low, middle)
             changed[name] = Distribution(mean, rel_std * mean, low, high)
