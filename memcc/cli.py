@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
 from memcc.errors import ConfigError, MemccError
 
@@ -29,8 +29,39 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors as `_UsageError`s, reported by the (sub)command whose flags were wrong.
+
+    Subcommand parsers are made with this class too (argparse's add_subparsers default).
+    """
+
+    _given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Kept for error()'s hint: argparse's messages do not say which value was taken for a flag.
+        self._given = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            # Left to the top-level parser, they would be reported with "see `memcc --help`",
+            # which does not list the subcommand's flags.
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
     def error(self, message: str):  # noqa: D401 - argparse hook
-        raise _UsageError(message, self.prog)
+        raise _UsageError(message + _dash_value_hint(message, self._given), self.prog)
+
+
+def _dash_value_hint(message: str, args: Sequence[str]) -> str:
+    """For "argument --seed-list: expected one argument" after `--seed-list -1,2`: a hint to
+    write `--seed-list=-1,2`. argparse takes a value starting with '-' for a flag unless it looks
+    like a plain negative number (so `--seed -1` parses, `--input-range -1e3` does not)."""
+    if not message.startswith("argument ") or not message.endswith("expected one argument"):
+        return ""
+    flags = message[len("argument "):].split(":")[0].split("/")
+    for i, arg in enumerate(args[:-1]):
+        if arg in flags and args[i + 1].startswith("-"):
+            long = max(flags, key=len)
+            return f"; a value starting with '-' must be attached: {long}={args[i + 1]}"
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -89,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "since programming)",
     )
     c.add_argument("--config", help="TOML file with compile settings (flags override it)")
-    c.add_argument("--report", help="write a JSON report (mapped and skipped layers, programming statistics) and a PNG of the programming error next to it")
+    c.add_argument("--report", help="write a JSON report (mapped and skipped layers, programming statistics) and a PNG of "
+                   "the programming error next to it (<name>.png; none when the report goes to a device or pipe)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
 
     i = sub.add_parser("info", help="per-layer crossbar usage of a compiled model")
@@ -147,15 +179,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out_path = Path(args.output) if args.output else default_output_path(args.model)
     # Check every output before the (possibly long) compilation, so a bad path fails fast.
     mio.check_output_path(out_path, input_path=in_path)
-    if args.report is not None and Path(args.report).suffix.lower() != ".json":
-        # The report is JSON whatever its name; report.png would also collide with its plot.
-        raise ConfigError(
-            f"--report {args.report!r}: the report is written as JSON (its plot goes next to it "
-            "as <name>.png); give a .json file name"
-        )
     report_path = (
         mio.check_side_file(args.report, "report", in_path, out_path) if args.report is not None else None
     )
+    report_through = report_path is not None and mio._output_target(report_path, "report")[1]
+    suffix = report_path.suffix.lower() if report_path is not None else ""
+    if not report_through and suffix in _NOT_JSON_SUFFIXES:
+        # Such a name is almost always a plot or model name given to the wrong flag; the report
+        # would be JSON whatever its name says.
+        raise ConfigError(
+            f"--report {args.report!r}: the report is written as JSON, not {suffix} (its plot of the "
+            "programming error goes next to it as <name>.png); give a .json file name"
+        )
 
     show = not args.quiet
     t0 = time.perf_counter()
@@ -174,14 +209,35 @@ def cmd_compile(args: argparse.Namespace) -> int:
     plot_path = None
     if report_path is not None:
         extra = {"input": str(in_path), "output": str(out_path), "settings": _jsonable_settings(settings)}
-        _, plot_path = compiler.write_report(report, report_path, extra=extra)
+        # No plot "next to" a device or pipe: /dev/stdout.png would be a file in /dev.
+        _, plot_path = compiler.write_report(report, report_path, plot=not report_through, extra=extra)
     elapsed = time.perf_counter() - t0
 
     if show:
-        print(_compile_summary(report, compiled, out_path, elapsed))
+        out_through = mio._output_target(out_path)[1]
+        # A device or pipe has no size to stat afterwards; save_model wrote the serialized model.
+        size = mio.serialized_size(compiled) if out_through else out_path.stat().st_size
+        stream = sys.stderr if out_through or report_through else sys.stdout
+        print(_compile_summary(report, compiled, out_path, size, elapsed), file=stream)
         if report_path is not None:
-            print(f"wrote {report_path}" + (f" and {plot_path}" if plot_path else ""))
+            print(f"wrote {report_path}" + (f" and {plot_path}" if plot_path else ""), file=stream)
     return 0
+
+
+#: --report names that are surely not meant for a JSON report (a plot, a model, arrays, a table)
+_NOT_JSON_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".pdf", ".svg", ".eps", ".ps", ".onnx", ".npy", ".npz", ".csv", ".tsv", ".toml",
+})
+
+
+def message_stream(*outputs) -> TextIO:
+    """Where a command's summary and "wrote ..." lines go: stderr when any of `outputs` is a
+    device or pipe the io layer writes through, since that may be stdout itself (`-o
+    /dev/stdout`) and text after the data would corrupt it; else stdout."""
+    from memcc import io as mio
+
+    through = any(p is not None and mio._output_target(Path(p))[1] for p in outputs)
+    return sys.stderr if through else sys.stdout
 
 
 def _jsonable_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -196,14 +252,13 @@ def _status(message: str) -> None:
     print(f"memcc: {message} ...", file=sys.stderr, flush=True)
 
 
-def _compile_summary(report, compiled, out: Path, elapsed: float) -> str:
+def _compile_summary(report, compiled, out: Path, size: int, elapsed: float) -> str:
     from memcc import info as minfo
 
     lines = [report.summary()]
     t = minfo.describe(compiled)["totals"]
     if t.get("crossbars"):
         lines.append(f"crossbars: {t['tiles']:,} tiles, {t['crossbars']:,} arrays, {t['devices']:,} devices")
-    size = out.stat().st_size if out.exists() else 0
     lines.append(f"wrote {out} ({_size_text(size)}) in {elapsed:.1f} s")
     return "\n".join(lines)
 
@@ -268,7 +323,6 @@ def _gather_inputs(specs: Sequence[str], input_names: list[str], optional: Seque
     memcc_time_s) only by name or .npz key."""
     import numpy as np
 
-    optional = [n for n in optional if n not in input_names]
     known = set(input_names) | set(optional)
     listed = _inputs_text(input_names, optional)
     feed: dict[str, Any] = {}
@@ -324,13 +378,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from memcc import runtime
 
     out_path = None
+    out_through = False
+    fmt = None
     if args.output:
         out_path = mio.check_side_file(args.output, "output", Path(args.model))
-        if out_path.suffix.lower() not in (".npy", ".npz"):
+        out_through = mio._output_target(out_path)[1]
+        fmt = out_path.suffix.lower() if out_path.suffix.lower() in (".npy", ".npz") else None
+        # A device or pipe (/dev/stdout) has no file name to choose the format by: it gets one
+        # below, from the number of outputs.
+        if fmt is None and not out_through:
             raise ConfigError(f"output {args.output!r}: use a .npy or .npz file name")
     model = mio.load_model(args.model)
     n_outputs = len(model.graph.output)
-    if out_path is not None and out_path.suffix.lower() == ".npy" and n_outputs != 1:
+    if out_path is not None and fmt is None:
+        fmt = ".npy" if n_outputs == 1 else ".npz"
+    if fmt == ".npy" and n_outputs != 1:
         raise ConfigError(
             f"the model has {n_outputs} outputs; save them to an .npz file instead of {args.output!r}"
         )
@@ -350,23 +412,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     sess = runtime.session(source, sess_options=options)
     outputs = runtime.run(sess, feed)
     names = [o.name for o in sess.get_outputs()]
+    # Arrays written through a pipe may be going to stdout itself: text there would corrupt them.
+    stream = sys.stderr if out_through else sys.stdout
     for name, value in zip(names, outputs):
         arr = np.asarray(value)
-        print(f"{name}: {arr.dtype} [{', '.join(str(d) for d in arr.shape)}]")
+        print(f"{name}: {arr.dtype} [{', '.join(str(d) for d in arr.shape)}]", file=stream)
     if out_path is not None:
-        _save_arrays(out_path, dict(zip(names, outputs)))
-        print(f"wrote {out_path}")
+        _save_arrays(out_path, dict(zip(names, outputs)), fmt)
+        print(f"wrote {out_path}", file=stream)
     return 0
 
 
-def _save_arrays(path: Path, arrays: dict) -> None:
+def _save_arrays(path: Path, arrays: dict, fmt: str) -> None:
     import numpy as np
 
     from memcc.io import atomic_output
 
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: numpy would append .npy/.npz to a name
-            if path.suffix.lower() == ".npz":
+            if fmt == ".npz":
                 np.savez(f, **arrays)
             else:
                 np.save(f, next(iter(arrays.values())))

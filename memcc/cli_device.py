@@ -46,40 +46,37 @@ def _device(args):
 MIN_SAMPLES_PER_PERIOD = 20
 
 
+#: iv_loop's argument names as `memcc device iv` spells them
+_IV_FLAGS = {"amplitude": "--amplitude", "frequency": "--frequency", "duration": "--duration"}
+
+
 def _check_sweep(model, args: argparse.Namespace) -> None:
     """Refuse sweep options iv_loop cannot plot meaningfully, naming the flag to change.
 
-    iv_loop itself reports bad values as "iv_loop: ..." (an internal name) and lets NaN through
-    to an empty plot; its time step is the device's, coarsened to at most `max_steps` steps.
+    iv_loop's own errors name its arguments ("iv_loop: frequency ..."), which a CLI user never
+    typed; a sweep too coarse to show a curve is refused only when the user chose it (the
+    device's demo settings still plot, with a warning).
     """
-    import inspect
-    import math
+    from memcc.devices import ParameterError
 
-    for flag, value in (("--amplitude", args.amplitude), ("--frequency", args.frequency), ("--duration", args.duration)):
-        if value is not None and not math.isfinite(value):
-            raise ConfigError(f"{flag} {value}: must be a finite number")
-    for flag, value in (("--frequency", args.frequency), ("--duration", args.duration)):
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag} {value:g}: must be > 0")
-    defaults = model.IV_DEFAULTS
-    frequency = float(defaults["frequency"] if args.frequency is None else args.frequency)
-    duration = float(defaults["duration"] if args.duration is None else args.duration)
     try:
-        max_steps = int(inspect.signature(model.iv_loop).parameters["max_steps"].default)
-    except (KeyError, TypeError, ValueError):
-        max_steps = 20000
-    device_dt = float(model.dt)
-    dt = max(device_dt, duration / max_steps)
-    samples = 1.0 / (frequency * dt)
+        plan = model.iv_sampling(args.amplitude, args.frequency, args.duration)
+    except ParameterError as exc:
+        flag = _IV_FLAGS.get(getattr(exc, "parameter", None))
+        if flag is None:
+            raise
+        raise ConfigError(f"{flag} {exc.value:g}: {exc.requirement}") from None
+    samples = plan["samples_per_period"]
     if samples >= MIN_SAMPLES_PER_PERIOD:
         return
-    if duration / max_steps > device_dt:
+    frequency, duration, max_steps = plan["frequency"], plan["duration"], plan["max_steps"]
+    if plan["dt"] > plan["device_dt"]:  # the step cap, not the device, limits the sampling
         fix = (f"the sweep has at most {max_steps} steps, so {duration:g} s of a {frequency:g} Hz sine gets "
                f"{samples:.3g} samples per period; use --duration <= "
                f"{max_steps / (MIN_SAMPLES_PER_PERIOD * frequency):.3g} or a lower --frequency")
     else:
-        fix = (f"the device's time step ({device_dt:g} s) gives a {frequency:g} Hz sine {samples:.3g} samples "
-               f"per period; use --frequency <= {1.0 / (MIN_SAMPLES_PER_PERIOD * device_dt):.3g}")
+        fix = (f"the device's time step ({plan['device_dt']:g} s) gives a {frequency:g} Hz sine {samples:.3g} "
+               f"samples per period; use --frequency <= {1.0 / (MIN_SAMPLES_PER_PERIOD * plan['device_dt']):.3g}")
     if args.frequency is None and args.duration is None:
         # The device's own demo settings: still plot, but say the curve is too coarse to trust.
         print(f"memcc: warning: {fix}", file=sys.stderr)
@@ -115,7 +112,9 @@ def cmd_device(args: argparse.Namespace) -> int:
     _check_sweep(model, args)
     with atomic_output(out) as tmp:
         plot_iv_loop(model, tmp, args.amplitude, args.frequency, args.duration, log_current=args.log_current)
-    print(f"wrote {out}")
+    from memcc.cli import message_stream
+
+    print(f"wrote {out}", file=message_stream(out))
     return 0
 
 

@@ -4,8 +4,8 @@
         --device vteam --tile 128x128 --adc-bits 8 --jobs 2 -o results.csv [--plot results.png]
 
 Hooked into `memcc.cli` with `cli_sweep.add_parser(sub)` and `COMMANDS["sweep"] = cli_sweep.cmd_sweep`;
-`main(argv)` runs it on its own (same one-line errors, exit status 2; usage errors point to
-`memcc sweep --help`).
+`main(argv)` is `memcc.cli.main(["sweep", *argv])` (one-line errors, exit status 2; usage errors
+point to `memcc sweep --help`).
 
 Stopping: Ctrl-C (SIGINT) ends with "memcc: interrupted" and exit status 130, SIGTERM (`kill PID`)
 with "memcc: terminated" and exit status 143 (128 + 15, as a shell reports a process SIGTERM
@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from memcc.errors import ConfigError, MemccError
+from memcc.errors import ConfigError
 
 #: `memcc compile` flags a sweep takes as fixed settings (argparse dest names)
 FIXED_FLAGS = (
@@ -92,45 +92,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--nonideality", action="append", default=None, metavar="NAME[:KEY=VALUE]...",
                    help="a non-ideality of the programmed chip (repeatable), e.g. faults:stuck_lrs=0.01")
     g.add_argument("--config", help="TOML file with compile settings (flags override it)")
-    _own_usage_errors(s)
     return s
-
-
-def _own_usage_errors(parser: argparse.ArgumentParser) -> None:
-    """Report the sweep's usage errors as ConfigErrors pointing to `memcc sweep --help`.
-
-    memcc.cli would add "(see `memcc --help`)", which does not list the sweep's flags. The
-    arguments are kept to suggest `--flag=VALUE` when a value starting with '-' (such as a
-    negative number list, ``--seed-list -1,2``) was taken for a flag.
-    """
-    parse_known = parser.parse_known_args
-    given: list[str] = []
-
-    def parse_known_args(args=None, namespace=None):
-        given[:] = list(args or [])
-        ns, extras = parse_known(args, namespace)
-        if extras:  # else the main parser reports them, pointing to `memcc --help`
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        return ns, extras
-
-    def error(message: str):
-        raise ConfigError(f"{message}{_dash_value_hint(message, given)} (see `memcc sweep --help`)")
-
-    parser.parse_known_args = parse_known_args
-    parser.error = error
-
-
-def _dash_value_hint(message: str, args: list[str]) -> str:
-    """For "argument --seed-list: expected one argument" after `--seed-list -1,2`: a hint to
-    write `--seed-list=-1,2` (argparse takes a value starting with '-' for a flag)."""
-    if not message.endswith("expected one argument") or not message.startswith("argument "):
-        return ""
-    flags = message[len("argument "):].split(":")[0].split("/")
-    for i, arg in enumerate(args[:-1]):
-        if arg in flags and args[i + 1].startswith("-"):
-            long = max(flags, key=len)
-            return f"; a value starting with '-' must be attached: {long}={args[i + 1]}"
-    return ""
 
 
 def _positive_int(flag: str):
@@ -196,9 +158,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("memcc: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     if not args.quiet:
-        print(result.summary())
+        from memcc.cli import message_stream
+
+        stream = message_stream(csv_path, plot_path)
+        print(result.summary(), file=stream)
         wrote = f"wrote {csv_path}" + (f" and {plot_path}" if plot_path is not None else "")
-        print(f"{wrote} ({_runs_text(len(result.rows))} in {time.perf_counter() - t0:.1f} s)")
+        print(f"{wrote} ({_runs_text(len(result.rows))} in {time.perf_counter() - t0:.1f} s)", file=stream)
     return 0
 
 
@@ -238,19 +203,7 @@ def main(argv=None) -> int:
     """`memcc sweep ...` on its own: the arguments after `sweep`."""
     from memcc import cli
 
-    parser = cli._Parser(prog="memcc")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    try:
-        args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-        return cmd_sweep(args)
-    except cli._UsageError as exc:
-        return cli._error(f"{exc} (see `memcc sweep --help`)" if "argument" in str(exc) else str(exc))
-    except MemccError as exc:
-        return cli._error(str(exc))
-    except KeyboardInterrupt:
-        print("memcc: interrupted", file=sys.stderr)
-        return 130
+    return cli.main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

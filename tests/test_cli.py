@@ -25,13 +25,14 @@ PKG_PARENT = str(Path(os.path.abspath(memcc.__file__)).parent.parent)
 needs_library = pytest.mark.skipif(not library_available(), reason="libmemcc_ops is not built/installed")
 
 
-def memcc_cli(*args, cwd=None):
+def memcc_cli(*args, cwd=None, binary=False):
+    """Run `python -m memcc ARGS`; `binary`: stdout and stderr as bytes (a model on stdout)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
         [sys.executable, "-m", "memcc", *map(str, args)],
         capture_output=True,
-        text=True,
+        text=not binary,
         cwd=cwd or PKG_PARENT,
         env=env,
         timeout=300,
@@ -156,7 +157,20 @@ def test_no_command():
 
 
 def test_unknown_flag(mlp_file):
-    assert_user_error(memcc_cli("compile", mlp_file, "--frobnicate"), "--frobnicate")
+    # Reported by the subcommand, whose --help lists the flags it takes.
+    assert_user_error(memcc_cli("compile", mlp_file, "--frobnicate"), "--frobnicate", "(see `memcc compile --help`)")
+
+
+def test_dash_value_hint_for_every_subcommand(mlp_file):
+    # "-1e3" is not a plain negative number to argparse, so it is taken for a flag.
+    assert_user_error(memcc_cli("compile", mlp_file, "--input-range", "-1e3"),
+                      "attached: --input-range=-1e3 (see `memcc compile --help`)")
+    assert_user_error(memcc_cli("device", "iv", "vteam", "-o", "x.png", "--duration", "-1e-3"),
+                      "attached: --duration=-1e-3 (see `memcc device iv --help`)")
+    # A plain negative number parses; no hint for other errors.
+    proc = memcc_cli("compile", mlp_file, "--seed", "-1", "--frobnicate")
+    assert_user_error(proc, "unrecognized arguments: --frobnicate")
+    assert "attached" not in proc.stderr
 
 
 # ---------------------------------------------------------------------------- compile errors (no compiler needed)
@@ -381,10 +395,51 @@ def test_device_without_action_points_to_its_help():
     assert_user_error(memcc_cli("device"), "ACTION", "`memcc device --help`")
 
 
-def test_compile_report_must_be_json(tmp_path, mlp_file):
+@pytest.mark.parametrize("name", ["report.png", "report.PDF", "model.onnx", "results.csv"])
+def test_compile_report_refuses_plot_or_model_names(tmp_path, mlp_file, name):
     out = tmp_path / "out.onnx"
-    assert_user_error(memcc_cli("compile", mlp_file, "-o", out, "--report", tmp_path / "report.png"), ".json")
+    proc = memcc_cli("compile", mlp_file, "-o", out, "--report", tmp_path / name)
+    assert_user_error(proc, ".json", "written as JSON")
+    assert "collide" not in proc.stderr
     assert files(tmp_path) == ["mlp.onnx"]
+
+
+def test_compile_report_other_names_are_json(tmp_path, mlp_file):
+    out = tmp_path / "out.onnx"
+    proc = memcc_cli("compile", mlp_file, "-o", out, "--report", tmp_path / "report", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "report").read_text())["mapped"]
+
+
+def test_compile_model_to_stdout_pipe(tmp_path, mlp_file):
+    proc = memcc_cli("compile", mlp_file, "-o", "/dev/stdout", binary=True)
+    assert proc.returncode == 0, proc.stderr
+    model = onnx.load_from_string(proc.stdout)  # the model's bytes and nothing after them
+    assert model.graph.node[0].op_type == "MemristiveMatMul"
+    err = proc.stderr.decode()
+    assert "mapped 2 layers" in err
+    assert f"wrote /dev/stdout ({len(proc.stdout) / 1024:.1f} KB)" in err, err
+    assert files(tmp_path) == ["mlp.onnx"]
+
+
+def test_compile_report_to_stdout_pipe_and_fifo(tmp_path, mlp_file):
+    out = tmp_path / "out.onnx"
+    # vteam: programmed devices, so a regular report would get a plot next to it.
+    proc = memcc_cli("compile", mlp_file, "-o", out, "--device", "vteam", "--report", "/dev/stdout")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["programming"]["device"] == "vteam"
+    assert "mapped 2 layers" in proc.stderr and "wrote /dev/stdout" in proc.stderr
+    assert files(tmp_path) == ["mlp.onnx", "out.onnx"] and not os.path.lexists("/dev/stdout.png")
+
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    reader = fifo_reader(fifo)
+    proc = memcc_cli("compile", mlp_file, "-o", out, "--device", "vteam", "--report", fifo)
+    reader.join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(reader.box["data"])["programming"]["device"] == "vteam"
+    assert proc.stdout == "" and "mapped 2 layers" in proc.stderr
+    assert files(tmp_path) == ["mlp.onnx", "out.onnx", "report.fifo"]
 
 
 def test_compile_writes_through_symlink_and_fifo(tmp_path, mlp_file):
@@ -454,6 +509,20 @@ def test_run_writes_through_char_device(tmp_path, mem_file):
     proc = memcc_cli("run", mem_file, "-i", tmp_path / "x.npy", "-o", dev)
     assert proc.returncode == 0, proc.stderr
     assert dev.is_char_device() and files(tmp_path) == ["mem.onnx", "null.npy", "x.npy"]
+
+
+@needs_library
+def test_run_arrays_to_stdout_pipe(tmp_path, mem_file):
+    import io
+
+    x = np.ones((2, 1, 4, 4), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = memcc_cli("run", mem_file, "-i", tmp_path / "x.npy", "-o", "/dev/stdout", binary=True)
+    assert proc.returncode == 0, proc.stderr
+    # No .npy/.npz name to go by: one output is written as .npy.
+    y = np.load(io.BytesIO(proc.stdout), allow_pickle=False)
+    assert y.shape == (2, 3)
+    assert "y: float32 [2, 3]" in proc.stderr.decode() and "wrote /dev/stdout" in proc.stderr.decode()
 
 
 @needs_library

@@ -90,9 +90,10 @@ def test_compile_rejects_bad_device_flags(tmp_path):
 def test_iv_refuses_bad_sweep_options(tmp_path):
     out = tmp_path / "iv.png"
     for flags, fragment in [
-        (["--frequency", "0"], "--frequency"),
+        (["--frequency", "0"], "--frequency 0: must be > 0"),
         (["--duration", "-1"], "--duration"),
-        (["--amplitude", "nan"], "--amplitude"),
+        (["--amplitude", "nan"], "--amplitude nan: must be a finite number"),
+        (["--amplitude", "-1"], "--amplitude -1: must be > 0"),
         (["--frequency", "inf"], "--frequency"),
         # 1 s of the default 50 MHz sine in at most 20000 steps: far under one sample per period
         (["--duration", "1"], "--duration"),

@@ -104,6 +104,36 @@ def test_polarity_convention_all_models():
         assert np.all(m.conductance(down) < g0), cls.name
 
 
+@pytest.mark.parametrize(
+    "kwargs, name, requirement",
+    [
+        ({"frequency": float("nan")}, "frequency", "must be a finite number"),
+        ({"duration": float("inf")}, "duration", "must be a finite number"),
+        ({"amplitude": 0.0}, "amplitude", "must be > 0"),
+        ({"duration": -1e-9}, "duration", "must be > 0"),
+        ({"dt": 0.0}, "dt", "must be > 0"),
+    ],
+)
+def test_iv_loop_refuses_unusable_sweeps(kwargs, name, requirement):
+    from memcc.devices import ParameterError
+
+    with pytest.raises(ParameterError) as info:
+        VTEAM().iv_loop(**kwargs)
+    assert info.value.parameter == name and info.value.requirement == requirement
+    assert isinstance(info.value, ConfigError) and name in str(info.value)
+
+
+@pytest.mark.parametrize("duration", [None, 1e-3])  # the device's step, then the step cap
+def test_iv_sampling_is_what_iv_loop_does(duration):
+    m = VTEAM()
+    plan = m.iv_sampling(duration=duration)
+    t, v, i, g = m.iv_loop(duration=duration)
+    assert len(t) == plan["n_steps"] <= plan["max_steps"] + 1
+    assert t[1] == pytest.approx(plan["dt"])
+    assert plan["samples_per_period"] == pytest.approx(1 / (plan["frequency"] * plan["dt"]))
+    assert (plan["dt"] > plan["device_dt"]) == (duration is not None)
+
+
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.name)
 def test_pinched_hysteresis_loop(cls):
     m = cls()

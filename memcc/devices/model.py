@@ -542,30 +542,70 @@ class DeviceModel:
     #: True when a zero voltage never changes the state (lets simulate skip idle runs).
     zero_voltage_is_idle: ClassVar[bool] = True
 
+    def iv_sampling(self, amplitude: float | None = None, frequency: float | None = None,
+                    duration: float | None = None, dt: float | None = None, max_steps: int = 20000) -> dict:
+        """How :meth:`iv_loop` would sample this sweep, without running it.
+
+        Returns a dict: the resolved ``amplitude``, ``frequency``, ``duration`` (defaults from
+        ``IV_DEFAULTS``), ``device_dt`` (device 0's time step, or ``dt`` when given), ``dt`` (that
+        step, coarsened so that the sweep has at most ``max_steps`` steps), ``max_steps``,
+        ``n_steps`` and ``samples_per_period`` (1 / (frequency·dt): how smooth the loop will look).
+
+        Raises ParameterError unless amplitude, frequency, duration and dt are finite and > 0;
+        the error's ``parameter`` names the argument, ``value`` and ``requirement`` say what
+        was wrong, so that a caller (the CLI) can word it in terms of its own options.
+        """
+        d = self.IV_DEFAULTS
+        values = {
+            "amplitude": d["amplitude"] if amplitude is None else amplitude,
+            "frequency": d["frequency"] if frequency is None else frequency,
+            "duration": d["duration"] if duration is None else duration,
+        }
+        if dt is not None:
+            values["dt"] = dt
+        for name, value in values.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value, requirement = math.nan, "must be a number"
+            else:
+                # NaN fails every comparison, so "<= 0" alone would let it through to an empty plot.
+                requirement = ("must be a finite number" if not math.isfinite(value)
+                               else "must be > 0" if value <= 0 else None)
+            if requirement is not None:
+                err = ParameterError(f"iv_loop: {name} {values[name]}: {requirement}")
+                err.parameter, err.value, err.requirement = name, value, requirement
+                raise err
+            values[name] = value
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+            raise ParameterError(f"iv_loop: max_steps {max_steps!r}: must be an integer >= 1")
+        frequency, duration = values["frequency"], values["duration"]
+        model = self.take(np.array([0])) if self._n is not None else self
+        device_dt = model.dt if dt is None else values["dt"]
+        step = max(device_dt, duration / max_steps)
+        return {
+            "amplitude": values["amplitude"], "frequency": frequency, "duration": duration,
+            "device_dt": device_dt, "dt": step, "max_steps": int(max_steps),
+            "n_steps": int(round(duration / step)) + 1, "samples_per_period": 1.0 / (frequency * step),
+        }
+
     def iv_loop(self, amplitude: float | None = None, frequency: float | None = None, duration: float | None = None,
                 initial: Any = None, dt: float | None = None, max_steps: int = 20000):
         """One device's response to ``v(t) = amplitude·sin(2π·frequency·t)`` for ``duration`` s.
 
         Returns (t, v, i, g): time (s), voltage (V), current (A) and read conductance (S) after
         each step. ``dt`` defaults to the model's time_series_resolution, coarsened so that the
-        sweep has at most ``max_steps`` steps. Defaults come from ``IV_DEFAULTS`` (MemTorch's
-        hysteresis demos). For a model with per-device parameters, device 0 is swept.
+        sweep has at most ``max_steps`` steps (see :meth:`iv_sampling`, which also says which
+        values are refused). Defaults come from ``IV_DEFAULTS`` (MemTorch's hysteresis demos).
+        For a model with per-device parameters, device 0 is swept.
         """
-        d = self.IV_DEFAULTS
-        amplitude = d["amplitude"] if amplitude is None else float(amplitude)
-        frequency = d["frequency"] if frequency is None else float(frequency)
-        duration = d["duration"] if duration is None else float(duration)
-        initial = d.get("initial", "on") if initial is None else initial
-        if frequency <= 0 or duration <= 0:
-            raise ConfigError("iv_loop: frequency and duration must be > 0")
+        plan = self.iv_sampling(amplitude, frequency, duration, dt, max_steps)
+        initial = self.IV_DEFAULTS.get("initial", "on") if initial is None else initial
         model = self.take(np.array([0])) if self._n is not None else self
-        dt = model.dt if dt is None else float(dt)
-        dt = max(dt, duration / max_steps)
-        n_steps = int(round(duration / dt)) + 1
-        t = np.arange(n_steps) * dt
-        v = amplitude * np.sin(2 * np.pi * frequency * t)
+        t = np.arange(plan["n_steps"]) * plan["dt"]
+        v = plan["amplitude"] * np.sin(2 * np.pi * plan["frequency"] * t)
         s0 = model.initial_state(initial, 1)
-        _, i, g = model.simulate(s0, v[:, None], dt, record="both")
+        _, i, g = model.simulate(s0, v[:, None], plan["dt"], record="both")
         return t, v, i[:, 0], g[:, 0]
 
 
