@@ -315,24 +315,10 @@ def _programming_options(value: Any, key: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key}: expected a table of programming options, got {value!r}")
-    from memcc.passes.base import PROGRAMMING_OPTIONS
+    from memcc.passes.base import PROGRAMMING_OPTIONS, check_known_keys
 
-    _check_keys(value, PROGRAMMING_OPTIONS, f"{key}: unknown option", "known options")
+    check_known_keys(value, PROGRAMMING_OPTIONS, f"{key}: unknown option", "known options")
     return {k: v for k, v in value.items() if v is not None} or None
-
-
-def _check_keys(table: Mapping[str, Any], accepted, what: str, listed: str, hints=None) -> None:
-    """ConfigError `<what> 'key' (did you mean ...?); <listed>: a, b, c` for the first unknown key."""
-    unknown = sorted(str(k) for k in table if k not in accepted)
-    if not unknown:
-        return
-    import difflib
-
-    hint = (hints or {}).get(unknown[0])
-    if hint is None:
-        close = difflib.get_close_matches(unknown[0], accepted, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"{what} {unknown[0]!r}{hint}; {listed}: {', '.join(accepted)}")
 
 
 def _nonidealities(value: Any, key: str) -> list | None:
@@ -453,12 +439,12 @@ def parse_config_dict(data: Mapping[str, Any], *, source: str = "config") -> dic
     if isinstance(data.get("programming"), dict):
         # The table mixes the method and the options that compile() takes apart; messages must
         # still name what the user wrote, [programming] and its keys, not the internal names.
-        from memcc.passes.base import PROGRAMMING_OPTIONS
+        from memcc.passes.base import PROGRAMMING_OPTIONS, check_known_keys
 
         table = dict(data.pop("programming"))
         try:
-            _check_keys(table, ("method", *PROGRAMMING_OPTIONS), "[programming]: unknown key", "accepted keys",
-                        hints={"name": ' (the method is given as method = "naive" or "ideal")'})
+            check_known_keys(table, ("method", *PROGRAMMING_OPTIONS), "[programming]: unknown key", "accepted keys",
+                         hints={"name": ' (the method is given as method = "naive" or "ideal")'})
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         if "method" in table:

@@ -27,6 +27,7 @@ import onnx
 from onnx import helper
 
 from memcc import OP_DOMAIN, OP_TYPE
+from memcc.reference import ATTRIBUTE_DEFAULTS
 
 #: Op types that memcc maps; when one of them is still in the compiled model, it runs digitally.
 MAPPABLE_OPS = ("Gemm", "MatMul", "Conv")
@@ -36,14 +37,9 @@ MAPPABLE_OPS = ("Gemm", "MatMul", "Conv")
 #: device is unknown here.
 DEVICE_METADATA_KEY = "memcc.device"
 
-#: Attributes of docs/op-spec.md that `describe_layer` reports as fields of their own (with the
-#: spec's defaults); any other attribute lands in `other_attributes`.
-_SPEC_ATTRIBUTES = {
-    "weight_scale", "g_ref", "tile_shape", "max_input_voltage", "input_range", "dac_bits",
-    "adc_bits", "adc_overflow_rate", "quantization", "iv_a", "iv_b", "read_noise_std",
-    "noise_seed", "drift_nu", "drift_nu_std", "drift_t0", "drift_seed", "activation",
-    "kernel_shape", "max_pool", "strides", "pads", "dilations", "group", "auto_pad",
-}
+#: Defaults of the conv geometry per spatial axis (value, values per axis); the spec states them
+#: in terms of the kernel's rank, so `ATTRIBUTE_DEFAULTS` leaves them None.
+_CONV_GEOMETRY_DEFAULTS = {"strides": (1, 1), "pads": (0, 2), "dilations": (1, 1)}
 
 
 def _iter_graphs(graph: onnx.GraphProto, consts: dict[str, list[int]]) -> Iterator[tuple[onnx.NodeProto, dict]]:
@@ -121,11 +117,14 @@ def runtime_effects(layer: dict[str, Any]) -> list[str]:
 
 def describe_layer(node: onnx.NodeProto, g_shape: list[int] | None) -> dict[str, Any]:
     attrs = _attrs(node)
-    kernel = attrs.get("kernel_shape")
+
+    def spec(name: str) -> Any:
+        return attrs.get(name, ATTRIBUTE_DEFAULTS[name])
+
+    kernel = spec("kernel_shape")
     kind = "conv" if kernel is not None else "matmul"
-    group = int(attrs.get("group", 1)) if kind == "conv" else 1
-    tile = list(attrs.get("tile_shape", [0, 0]))
-    tile = (tile + [0, 0])[:2]
+    group = int(spec("group")) if kind == "conv" else 1
+    tile = (list(spec("tile_shape")) + [0, 0])[:2]
     layer: dict[str, Any] = {
         "name": node.name or node.output[0],
         "kind": kind,
@@ -141,44 +140,39 @@ def describe_layer(node: onnx.NodeProto, g_shape: list[int] | None) -> dict[str,
         "devices": None,
         "weights": None,
         "tile_shape": tile,
-        "dac_bits": int(attrs.get("dac_bits", 0)),
-        "adc_bits": int(attrs.get("adc_bits", 0)),
-        "adc_overflow_rate": float(attrs.get("adc_overflow_rate", 0.0)),
-        "max_input_voltage": float(attrs.get("max_input_voltage", 0.3)),
-        "input_range": float(attrs.get("input_range", 0.0)),
-        "quantization": _decode(attrs.get("quantization", "linear")),
+        "dac_bits": int(spec("dac_bits")),
+        "adc_bits": int(spec("adc_bits")),
+        "adc_overflow_rate": _f32(spec("adc_overflow_rate")),
+        "max_input_voltage": _f32(spec("max_input_voltage")),
+        "input_range": _f32(spec("input_range")),
+        "quantization": _decode(spec("quantization")),
         "kernel_shape": list(kernel) if kernel is not None else None,
         # pooling the periphery applies to the layer's outputs (op-spec step 10; None: none)
         "max_pool": list(attrs["max_pool"]) if "max_pool" in attrs else None,
-        "weight_scale": _f32(attrs.get("weight_scale")),
-        "g_ref": _f32(attrs.get("g_ref", 0.0)),
-        "activation": str(_decode(attrs.get("activation", "NONE"))).upper(),
-        "read_noise_std": _f32(attrs.get("read_noise_std", 0.0)),
-        "noise_seed": int(attrs.get("noise_seed", 0)),
-        "drift_nu": _f32(attrs.get("drift_nu", 0.0)),
-        "drift_nu_std": _f32(attrs.get("drift_nu_std", 0.0)),
-        "drift_t0": _f32(attrs.get("drift_t0", 1.0)),
-        "drift_seed": int(attrs.get("drift_seed", 0)),
+        # None when absent: the op requires it, so there is no default to show
+        "weight_scale": _f32(spec("weight_scale")),
+        "g_ref": _f32(spec("g_ref")),
+        "activation": str(_decode(spec("activation"))).upper(),
+        "read_noise_std": _f32(spec("read_noise_std")),
+        "noise_seed": int(spec("noise_seed")),
+        "drift_nu": _f32(spec("drift_nu")),
+        "drift_nu_std": _f32(spec("drift_nu_std")),
+        "drift_t0": _f32(spec("drift_t0")),
+        "drift_seed": int(spec("drift_seed")),
         # the graph input holding the time since programming (op input T), if the node reads one
         "time_input": node.input[3] if len(node.input) > 3 and node.input[3] else None,
-        "iv_a": _f32(attrs.get("iv_a", 0.0)),
-        "iv_b": _f32(attrs.get("iv_b", 0.0)),
+        "iv_a": _f32(spec("iv_a")),
+        "iv_b": _f32(spec("iv_b")),
     }
-    for name in ("dac_bits", "adc_bits", "group"):
-        layer[name] = int(layer[name])
-    for name in ("adc_overflow_rate", "max_input_voltage", "input_range"):
-        layer[name] = _f32(layer[name])
     if kind == "conv":
         n = len(kernel)
-        layer.update(
-            strides=list(attrs.get("strides", [1] * n)),
-            pads=list(attrs.get("pads", [0] * (2 * n))),
-            dilations=list(attrs.get("dilations", [1] * n)),
-            auto_pad=_decode(attrs.get("auto_pad", "NOTSET")),
-        )
+        for name, (value, per_axis) in _CONV_GEOMETRY_DEFAULTS.items():
+            layer[name] = list(attrs.get(name, [value] * (per_axis * n)))
+        layer["auto_pad"] = _decode(spec("auto_pad"))
     else:
-        layer.update(strides=None, pads=None, dilations=None, auto_pad=None)
-    layer["other_attributes"] = {k: _plain(v) for k, v in attrs.items() if k not in _SPEC_ATTRIBUTES}
+        layer.update(dict.fromkeys((*_CONV_GEOMETRY_DEFAULTS, "auto_pad")))
+    # what a later op version may add is still shown, as it is
+    layer["other_attributes"] = {k: _plain(v) for k, v in attrs.items() if k not in ATTRIBUTE_DEFAULTS}
     layer["runtime_effects"] = runtime_effects(layer)
     if g_shape is None or len(g_shape) != 3:
         return layer

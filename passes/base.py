@@ -206,6 +206,25 @@ PROGRAMMING_OPTIONS = (
 )
 
 
+def check_known_keys(keys: Iterable, accepted: Iterable[str], what: str, listed: str,
+                     hints: dict[str, str] | None = None) -> None:
+    """ConfigError `<what> 'a' (did you mean ...?); <listed>: x, y, z` when some of `keys` are not
+    `accepted`, naming all of them (`what` gets an "s" for several); the hint is for the first,
+    `hints[key]` where the close-match guess would mislead."""
+    accepted = list(accepted)
+    unknown = sorted(str(k) for k in keys if k not in accepted)
+    if not unknown:
+        return
+    hint = (hints or {}).get(unknown[0])
+    if hint is None:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = ", ".join(map(repr, unknown))
+    _fail(f"{what}{'s' if len(unknown) > 1 else ''} {names}{hint}; {listed}: {', '.join(accepted)}")
+
+
 def _check_device_params(params, r: dict) -> dict | None:
     if params is None:
         return None
@@ -243,16 +262,7 @@ def _check_programming_options(opts) -> dict | None:
     if not isinstance(opts, Mapping):
         _fail(f"programming_options must be a mapping, got {opts!r}")
     opts = {k: v for k, v in opts.items() if v is not None}
-    unknown = sorted(str(k) for k in opts if k not in PROGRAMMING_OPTIONS)
-    if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], PROGRAMMING_OPTIONS, n=1)
-        _fail(
-            f"unknown programming option(s) {', '.join(unknown)}"
-            + (f" (did you mean {close[0]!r}?)" if close else "")
-            + f"; known: {', '.join(PROGRAMMING_OPTIONS)}"
-        )
+    check_known_keys(opts, PROGRAMMING_OPTIONS, "unknown programming option", "known")
     for key in ("tolerance", "set_voltage", "reset_voltage", "pulse_width", "reset_pulse_width", "dt",
                 "min_pulse_width"):
         if key in opts:
@@ -487,6 +497,11 @@ class CompileContext:
         self.value_info: dict[str, tuple[int, tuple | None]] = {}
         self.source: onnx.ModelProto | None = None  # the caller's model (read-only), if known
         self._names: set[str] | None = None
+        #: Facts a pass derived from the top-level graph's nodes, kept for the next question of
+        #: the same kind (keyed by their module). Valid while the nodes stay as they are: a pass
+        #: that replaces nodes clears it, and `Pipeline.run` clears it before every pass, for
+        #: passes that do not.
+        self.graph_cache: dict[str, Any] = {}
         used = set(self.graph_output_names())
         for n in self.graph.node:
             used.update(n.input)
@@ -741,6 +756,7 @@ class Pipeline:
 
     def run(self, ctx: CompileContext) -> CompileContext:
         for p in self.passes:
+            ctx.graph_cache.clear()
             p.run(ctx)
             ctx.report.passes.append(p.name)
         return ctx
@@ -793,6 +809,8 @@ class RewritePass(Pass):
     op_types: tuple[str, ...] = ()
 
     def run(self, ctx: CompileContext) -> None:
+        # run on its own too (tests, custom drivers), after passes that did not clear it
+        ctx.graph_cache.clear()
         inits = ctx.initializers()
         new_nodes: list[onnx.NodeProto] = []
         changed = False
@@ -810,6 +828,7 @@ class RewritePass(Pass):
                 new_nodes.append(node)
         if changed:
             replace_nodes(ctx.graph, new_nodes)
+            ctx.graph_cache.clear()
 
     def rewrite(self, ctx: CompileContext, node: onnx.NodeProto, label: str,
                 inits: dict) -> list[onnx.NodeProto] | str:  # pragma: no cover - abstract

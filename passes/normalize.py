@@ -150,8 +150,9 @@ class Normalize(Pass):
             if not all(sources.is_constant(i) for i in node.input if i):
                 continue  # an input that could not be folded; that node has its note
             if node.op_type == "Identity":
-                # an alias, not a copy: `_resolve_identities` rewires the layer afterwards
-                sources.add(node.output[0], sources.value(node.input[0]))
+                # `_resolve_identities` rewires the layer afterwards; the value is read only if a
+                # folded node downstream needs it (PyTorch exports put Identities on big weights)
+                sources.alias(node.output[0], node.input[0])
                 continue
             why = "it produces a graph output" if set(node.output) & outputs else ""
             values = None
@@ -296,22 +297,22 @@ _FOLD_GROWTH_LIMIT = 1 << 20
 
 
 class _ConstantSources:
-    """Values known before the model runs: initializers no graph input overrides, Constant nodes
-    and results folded so far. Arrays are read lazily (weights can be large)."""
+    """Values known before the model runs: initializers no graph input overrides, Constant nodes,
+    results folded so far and Identity aliases of those. Arrays are read lazily (weights can be
+    large)."""
 
     def __init__(self, ctx: CompileContext):
         g = ctx.graph
-        # From IR 4 on, an initializer that is also a graph input is only a default the caller
-        # may replace at run time; before IR 4 every initializer had to be declared an input.
-        overridable = {i.name for i in g.input} if ctx.model.ir_version >= 4 else set()
-        self.tensors = {t.name: t for t in g.initializer if t.name not in overridable}
+        self.tensors = _fixed_initializers(ctx)
         self.constants = {
             n.output[0]: n for n in g.node
             if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1
         }
         self.known: dict[str, np.ndarray] = {}
+        self.aliases: dict[str, str] = {}
 
     def is_constant(self, name: str) -> bool:
+        name = self.aliases.get(name, name)
         if name in self.known or name in self.tensors:
             return True
         node = self.constants.get(name)
@@ -322,6 +323,7 @@ class _ConstantSources:
         )
 
     def value(self, name: str) -> np.ndarray:
+        name = self.aliases.get(name, name)
         if name not in self.known:
             if name in self.tensors:
                 self.known[name] = numpy_helper.to_array(self.tensors[name])
@@ -331,6 +333,19 @@ class _ConstantSources:
 
     def add(self, name: str, value: np.ndarray) -> None:
         self.known[name] = value
+
+    def alias(self, name: str, source: str) -> None:
+        """`name` holds the value of constant `source` (an Identity)."""
+        self.aliases[name] = self.aliases.get(source, source)
+
+
+def _fixed_initializers(ctx: CompileContext) -> dict[str, onnx.TensorProto]:
+    """The initializers no graph input overrides, by name."""
+    g = ctx.graph
+    # From IR 4 on, an initializer that is also a graph input is only a default the caller may
+    # replace at run time; before IR 4 every initializer had to be declared an input.
+    overridable = {i.name for i in g.input} if ctx.model.ir_version >= 4 else set()
+    return {t.name: t for t in g.initializer if t.name not in overridable}
 
 
 def _foldable_kind(node: onnx.NodeProto) -> bool:
@@ -413,32 +428,63 @@ def unfolded_weight_reason(ctx: CompileContext, name: str) -> str:
     did not fold: "weight computed by <op> from constants; not folded". "" when the value
     depends on a graph input (a real activation, e.g. attention's Q·Kᵀ) or is an initializer.
     """
-    producers = ctx.producers()
-    node = producers.get(name)
-    if node is None:
+    # The rewrite passes ask this for every MatMul/Gemm they skip; on a transformer, walking up
+    # from each of them would cost nodes x layers, so the whole graph is classified once.
+    origins = ctx.graph_cache.get(__name__)
+    if origins is None:
+        origins = ctx.graph_cache[__name__] = _WeightOrigins(ctx)
+    op_type = origins.producer.get(name)
+    if op_type is None or name in origins.varying:
         return ""
-    sources = _ConstantSources(ctx)
-    seen: set[str] = set()
-    stack = [name]
-    while stack:
-        value = stack.pop()
-        if not value or value in seen:
-            continue
-        seen.add(value)
-        if value in sources.tensors:
-            continue
-        p = producers.get(value)
-        if p is None:  # a graph input (or an overridable initializer)
-            return ""
-        if p.op_type == "Constant":
-            continue
-        if p.op_type in _NONDETERMINISTIC or not any(p.input):
-            return ""
-        stack.extend(p.input)
-        stack.extend(_implicit_inputs(p))
-    if node.op_type == "Constant":
+    if op_type == "Constant":
         return "weight is a Constant in a form memcc does not read (sparse or non-numeric)"
-    return f"weight computed by {node.op_type} from constants; not folded"
+    return f"weight computed by {op_type} from constants; not folded"
+
+
+class _WeightOrigins:
+    """For each value of the top-level graph, the op type producing it (`producer`) and whether
+    it depends on something unknown before the model runs (`varying`): a graph input, an
+    initializer a graph input overrides, a random op or another op that reads no input.
+
+    Initializers added later with fresh names (the rewrites' G) change nothing here: no node of
+    the graph this was computed from reads them.
+    """
+
+    def __init__(self, ctx: CompileContext):
+        tensors = _fixed_initializers(ctx)
+        nodes = list(ctx.graph.node)
+        producer_index: dict[str, int] = {}
+        for index, node in enumerate(nodes):
+            for o in node.output:
+                if o:
+                    producer_index[o] = index
+        self.producer = {o: nodes[i].op_type for o, i in producer_index.items()}
+        self.varying: set[str] = set()
+        readers: dict[str, list[int]] = {}
+        stack: list[str] = []
+
+        def mark_outputs(index: int) -> None:
+            for o in nodes[index].output:
+                # with several producers of one name (an invalid graph) the last one counts
+                if o and producer_index[o] == index and o not in tensors and o not in self.varying:
+                    self.varying.add(o)
+                    stack.append(o)
+
+        for index, node in enumerate(nodes):
+            if node.op_type == "Constant":
+                continue
+            if node.op_type in _NONDETERMINISTIC or not any(node.input):
+                mark_outputs(index)
+            for name in set(node.input) | _implicit_inputs(node):
+                if not name:
+                    continue
+                readers.setdefault(name, []).append(index)
+                if name not in tensors and name not in producer_index and name not in self.varying:
+                    self.varying.add(name)
+                    stack.append(name)
+        while stack:
+            for index in readers.get(stack.pop(), ()):
+                mark_outputs(index)
 
 
 def _tensor_bytes(t: onnx.TensorProto) -> int:

@@ -218,6 +218,31 @@ def test_programming_table_errors_use_its_toml_names(tmp_path):
         cfg.load_config(write(tmp_path, '[programming]\ntolerence = 0.1\n'))
 
 
+def test_unknown_programming_keys_read_alike_wherever_given(tmp_path):
+    """The TOML table, the programming_options setting and CompileOptions check their keys with
+    one helper: each names every unknown key, guesses the first and lists the accepted ones."""
+    from memcc.passes import CompileOptions
+    from memcc.passes.base import PROGRAMMING_OPTIONS
+
+    known = ", ".join(PROGRAMMING_OPTIONS)
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(write(tmp_path, '[programming]\ntolerence = 0.1\nmax_pulse = 3\n'))
+    assert str(info.value).endswith(
+        "[programming]: unknown keys 'max_pulse', 'tolerence' (did you mean 'max_pulses'?); "
+        f"accepted keys: method, {known}")
+    with pytest.raises(ConfigError) as info:
+        cfg.validate({"programming_options": {"tolerence": 0.1}})
+    assert str(info.value) == (
+        f"programming_options: unknown option 'tolerence' (did you mean 'tolerance'?); known options: {known}")
+    with pytest.raises(ConfigError) as info:
+        CompileOptions(programming_options={"tolerence": 0.1, "zzz": 1}).validated()
+    assert str(info.value) == (
+        f"unknown programming options 'tolerence', 'zzz' (did you mean 'tolerance'?); known: {known}")
+    with pytest.raises(ConfigError) as info:  # no close match: no guess
+        CompileOptions(programming_options={"zzz": 1}).validated()
+    assert str(info.value) == f"unknown programming option 'zzz'; known: {known}"
+
+
 def test_precedence_flags_over_file(tmp_path):
     p = write(tmp_path, 'tile = "64x64"\ndac_bits = 8\nadc_bits = 8\nseed = 3\n')
     file_settings = cfg.load_config(p)

@@ -274,6 +274,21 @@ def test_explicit_zeros_are_still_accepted():
     assert parse_spec("endurance:count_programming=true").count_programming
 
 
+@pytest.mark.parametrize("value", ["false", " OFF ", "no", "0", False, np.bool_(False)])
+def test_endurance_without_cycles_or_programming_pulses_is_refused(value):
+    # the refusal reads count_programming as the setting does: every spelling of false
+    with pytest.raises(ConfigError, match="give cycles=N"):
+        Endurance(count_programming=value)
+    assert Endurance(cycles=5, count_programming=value).count_programming is False
+
+
+@pytest.mark.parametrize("value", ["maybe", 0, 1.0])
+def test_endurance_count_programming_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match="count_programming must be true or false"):
+        Endurance(count_programming=value)
+    assert Endurance(cycles=5).count_programming is True
+
+
 # ------------------------------------------------------------------------------- I-V range
 
 

@@ -283,6 +283,81 @@ def test_identities_around_a_folded_weight():
     assert_matches(mem, model, {"x": randn(g, 3, 6)})
 
 
+def test_identity_of_a_weight_is_not_read_into_an_array(monkeypatch):
+    """Identity(W) → MatMul, as PyTorch exports tied or shared weights: the Identity only renames
+    W, so Normalize reads no weight (they can be large); a folded node behind it still can."""
+    from memcc.passes import normalize
+
+    read = []
+    value = normalize._ConstantSources.value
+    monkeypatch.setattr(normalize._ConstantSources, "value",
+                        lambda self, name: read.append(name) or value(self, name))
+    g = rng(19)
+    nodes = [
+        helper.make_node("Identity", ["W"], ["W_id"]),
+        helper.make_node("Identity", ["W_id"], ["W_id2"]),
+        helper.make_node("MatMul", ["x", "W_id2"], ["h"], name="mm"),
+        helper.make_node("Transpose", ["W_id"], ["Wt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["h", "Wt"], ["y"], name="back"),
+    ]
+    model = make_model(nodes, [vinfo("x", [3, 6])], [vinfo("y", [3, 6])], [init(randn(g, 6, 4), "W")])
+    ctx = CompileContext(onnx.ModelProto.FromString(model.SerializeToString()))
+    Normalize(infer_shapes=False).run(ctx)
+    assert read == ["W_id"]  # for the Transpose only
+    assert op_types(ctx.model) == ["MatMul", "MatMul"]
+    assert [n.input[1] for n in ctx.model.graph.node] == ["W", "Wt"]
+    mem, report = compile_with_report(model)
+    assert [m.source for m in report.mapped] == ["mm", "back"]
+    assert_matches(mem, model, {"x": randn(g, 3, 6)})
+
+
+def test_skip_reasons_classify_the_graph_once_per_pass(monkeypatch):
+    """Every skipped MatMul asks where its second input comes from; on a transformer asking the
+    graph each time would cost nodes x layers, so the answer is worked out once per pass."""
+    from memcc.passes import normalize
+
+    built = []
+    init_origins = normalize._WeightOrigins.__init__
+    monkeypatch.setattr(normalize._WeightOrigins, "__init__",
+                        lambda self, ctx: built.append(1) or init_origins(self, ctx))
+    g = rng(20)
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1])]
+    for i in range(6):
+        nodes.append(helper.make_node("MatMul", ["q", "kt"], [f"s{i}"], name=f"qk{i}"))
+        nodes.append(helper.make_node("MatMul", [f"s{i}", "W"], [f"y{i}"], name=f"proj{i}"))
+    model = make_model(nodes, [vinfo("q", [2, 3, 4]), vinfo("k", [2, 3, 4])],
+                       [vinfo(f"y{i}", [2, 3, 5]) for i in range(6)], [init(randn(g, 3, 5), "W")])
+    mem, report = compile_with_report(model)
+    assert [s.reason for s in report.skipped] == ["both inputs are activations (attention)"] * 6
+    assert len(built) == 1
+
+
+def test_skip_reasons_follow_graph_changes():
+    """What a pass learnt about the graph is dropped once the nodes may have changed: between the
+    passes of a pipeline, and when a rewrite pass runs on its own."""
+    from memcc.passes import RewriteMatMul
+
+    def feed_from_input(ctx):  # the Transpose now reads a graph input: Wt is an activation
+        ctx.graph.input.append(vinfo("V", [4, 6]))
+        ctx.graph.node[0].input[0] = "V"
+
+    model, _ = _transpose_weight_model(weight_is_output=True)
+    unfolded = "weight computed by Transpose from constants; not folded"
+    ctx = CompileContext(onnx.ModelProto.FromString(model.SerializeToString()))
+    Normalize(infer_shapes=False).run(ctx)
+    seen = []
+    Pipeline([lambda c: seen.append(unfolded_weight_reason(c, "Wt")), feed_from_input,
+              lambda c: seen.append(unfolded_weight_reason(c, "Wt"))]).run(ctx)
+    assert seen == [unfolded, ""]
+
+    ctx = CompileContext(onnx.ModelProto.FromString(model.SerializeToString()))
+    Normalize(infer_shapes=False).run(ctx)
+    assert unfolded_weight_reason(ctx, "Wt") == unfolded
+    feed_from_input(ctx)
+    RewriteMatMul().run(ctx)
+    assert [s.reason for s in ctx.report.skipped] == ["both inputs are activations (attention)"]
+
+
 def test_constant_expression_on_the_activation_side_is_left_alone():
     """Div(c1, c2) scales the activations, not a weight: nothing asks for it to be folded."""
     g = rng(18)

@@ -74,12 +74,6 @@ def degraded_window(g_off, g_on, cycles, *, threshold: float = DEFAULT_THRESHOLD
     return new_off, new_on
 
 
-def _false(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("false", "no", "0", "off")
-    return isinstance(value, (bool, np.bool_)) and not value
-
-
 class Endurance(NonidealityPass):
     """Window closure with cycles (Lammie, Rahimi Azghadi & Ielmini 2021, gradual mode)."""
 
@@ -94,19 +88,9 @@ class Endurance(NonidealityPass):
                  a_off: float | None = None, count_programming: bool | None = None):
         nd = self.name
         given = [v for v in (cycles, threshold, a_on, a_off, count_programming) if v is not None]
-        if not given or (cycles is None and count_programming is not None and _false(count_programming)):
-            fail(nd, "give cycles=N, the write cycles the devices saw before programming "
-                     f"(e.g. endurance:cycles=1e6; its parameters: {', '.join(self.PARAMETERS)})")
-        cycles = 0.0 if cycles is None else cycles
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        a_on = DEFAULT_A_ON if a_on is None else a_on
-        a_off = DEFAULT_A_OFF if a_off is None else a_off
-        count_programming = True if count_programming is None else count_programming
-        self.cycles = number_arg(nd, "cycles", cycles, low=0)
-        self.threshold = number_arg(nd, "threshold", threshold, low=0, low_open=True)
-        self.a_on = number_arg(nd, "a_on", a_on, low=0)
-        self.a_off = number_arg(nd, "a_off", a_off, high=0)
-        if isinstance(count_programming, str):
+        if count_programming is None:
+            count_programming = True
+        elif isinstance(count_programming, str):
             text = count_programming.strip().lower()
             if text not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
                 fail(nd, f"count_programming must be true or false, got {count_programming!r}")
@@ -114,6 +98,17 @@ class Endurance(NonidealityPass):
         elif not isinstance(count_programming, (bool, np.bool_)):
             fail(nd, f"count_programming must be true or false, got {count_programming!r}")
         self.count_programming = bool(count_programming)
+        if not given or (cycles is None and not self.count_programming):
+            fail(nd, "give cycles=N, the write cycles the devices saw before programming "
+                     f"(e.g. endurance:cycles=1e6; its parameters: {', '.join(self.PARAMETERS)})")
+        cycles = 0.0 if cycles is None else cycles
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        a_on = DEFAULT_A_ON if a_on is None else a_on
+        a_off = DEFAULT_A_OFF if a_off is None else a_off
+        self.cycles = number_arg(nd, "cycles", cycles, low=0)
+        self.threshold = number_arg(nd, "threshold", threshold, low=0, low_open=True)
+        self.a_on = number_arg(nd, "a_on", a_on, low=0)
+        self.a_off = number_arg(nd, "a_off", a_off, high=0)
 
     def settings(self) -> dict:
         return {"cycles": self.cycles, "threshold": self.threshold, "a_on": self.a_on, "a_off": self.a_off,
