@@ -100,6 +100,39 @@ def _pipeline(passes) -> Pipeline:
     return Pipeline(passes)
 
 
+def check_settings(*, passes=None, nonidealities=None, preflight: bool = True, **options):
+    """Raise the ConfigError `compile` would raise for these settings, without a model.
+
+    The setup part of `compile` (its keyword arguments less the model and `progress`): validates
+    the options (naming an unknown one), builds the device model, checks the values the op reads
+    in float32 (`_check_f32_settings`) and builds the pipeline with the non-idealities inserted.
+    With `preflight` it also makes the checks `compile` makes later, once the model is loaded
+    and mapped, as far as they need no model: the programming method and per-device parameters
+    (a `CompileContext` of an empty model) and each non-ideality's `check` on that context (a
+    `finite_states` list against the device's window, `nonlinear` needing a nonlinear I-V, ...).
+    Nothing is mapped or programmed. Returns (validated `CompileOptions`, device model,
+    `Pipeline`).
+    """
+    try:
+        options = CompileOptions(**options).validated()
+    except TypeError:
+        known = sorted(f.name for f in dataclasses.fields(CompileOptions))
+        unknown = sorted(set(options) - set(known))
+        raise ConfigError(f"unknown compile option {unknown[0]!r}; known options: {', '.join(known)}") from None
+    device_obj = options.make_device()
+    _check_f32_settings(options, device_obj)
+    pipeline = _pipeline(passes)
+    extra = _passes.make_nonidealities(nonidealities)
+    if nonidealities is not None:
+        pipeline = _passes.with_nonidealities(pipeline, extra)
+    if preflight:
+        ctx = CompileContext(onnx.ModelProto(), options, device=device_obj)
+        for nonideality in extra:
+            if isinstance(nonideality, _passes.NonidealityPass):  # any Pass may be given as one
+                nonideality.check(ctx)
+    return options, device_obj, pipeline
+
+
 def compile_with_report(
     model: ModelLike,
     *,
@@ -111,19 +144,14 @@ def compile_with_report(
     """Like `compile` (same keyword arguments), and also return the `CompileReport` (mapped
     layers, skipped nodes, notes, programming statistics; `report.as_dict()` is
     JSON-serialisable, `write_report` saves it)."""
-    try:
-        options = CompileOptions(**options).validated()
-    except TypeError:
-        known = sorted(f.name for f in dataclasses.fields(CompileOptions))
-        unknown = sorted(set(options) - set(known))
-        raise ConfigError(f"unknown compile option {unknown[0]!r}; known options: {', '.join(known)}") from None
-    device_obj = options.make_device()
-    _check_f32_settings(options, device_obj)
+    # No preflight: the passes make those checks themselves once the layers are mapped, and more
+    # precisely (nonlinear's float32 bound on V_max depends on the largest K·G of the layers, so
+    # on an empty model it is too loose), and a model that cannot be loaded or mapped keeps
+    # failing for that first.
+    options, device_obj, pipeline = check_settings(passes=passes, nonidealities=nonidealities,
+                                                   preflight=False, **options)
     if progress is not None and not isinstance(progress, bool):
         raise ConfigError(f"progress must be True, False or None, got {progress!r}")
-    pipeline = _pipeline(passes)
-    if nonidealities is not None:
-        pipeline = _passes.with_nonidealities(pipeline, nonidealities)
 
     source = _load(model)
     work = onnx.ModelProto()

@@ -228,6 +228,16 @@ def load_npz(path) -> Dataset:
 # --------------------------------------------------------------------------------------------
 
 
+def feed_inputs(model, what: str = "the model") -> list:
+    """The graph inputs of `model` (a ModelProto) that are not initializers, i.e. need a value
+    fed, in order (ValueInfoProtos); ConfigError naming `what` when there is none."""
+    inits = {t.name for t in model.graph.initializer}
+    required = [i for i in model.graph.input if i.name not in inits]
+    if not required:
+        raise ConfigError(f"{what} has no graph input to feed the data set into")
+    return required
+
+
 def model_input_shape(model) -> list:
     """Dimensions of the model's first graph input that is not an initializer (int or None)."""
     import onnx
@@ -235,13 +245,8 @@ def model_input_shape(model) -> list:
     from memcc.io import load_model
 
     m = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    inits = {t.name for t in m.graph.initializer}
-    for inp in m.graph.input:
-        if inp.name in inits:
-            continue
-        dims = inp.type.tensor_type.shape.dim
-        return [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    raise ConfigError("the model has no graph input to feed the data set into")
+    dims = feed_inputs(m)[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
 def adapt_to_shape(x: np.ndarray, shape: list, what: str = "data set") -> np.ndarray:
@@ -272,4 +277,4 @@ def adapt_to_shape(x: np.ndarray, shape: list, what: str = "data set") -> np.nda
 
 
 __all__ = ["Dataset", "load_dataset", "load_fmnist", "load_digits", "load_npz", "read_idx",
-           "digits_split", "model_input_shape", "adapt_to_shape", "FMNIST_DIR", "FMNIST_CLASSES"]
+           "digits_split", "feed_inputs", "model_input_shape", "adapt_to_shape", "FMNIST_DIR", "FMNIST_CLASSES"]

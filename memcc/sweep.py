@@ -21,8 +21,8 @@ run_sweep under ``if __name__ == "__main__":`` (or with jobs=1); a sweep whose w
 starting fails with a MemccError saying so instead of waiting for them.
 
 Before any evaluation, every point's settings go through the cheap part of `memcc.compile`
-(`check_point`: options, device model, programming method, non-idealities), so a bad
-combination fails at once, not after the baseline and the points before it. The model is
+(`check_point`: options, device model, float32 limits, programming method, non-idealities), so
+a bad combination fails at once, not after the baseline and the points before it. The model is
 checked too (`check_model`): one input to feed, a float input type (the data is fed in it), not
 already compiled. A model whose batch dimension is fixed (e.g. to 1) is evaluated in batches of
 that size (the last one padded), whatever `batch` says; the result's `notes` say so.
@@ -46,6 +46,7 @@ Vary keys (`VARY_KEYS`) are compile keywords spelled with dashes (``d2d-std``, `
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
@@ -312,24 +313,13 @@ def point_settings(base: Mapping[str, Any], point: Mapping[str, Any], seed: int)
 
 
 def check_point(settings: Mapping[str, Any]) -> None:
-    """Raise the ConfigError `memcc.compile` would raise for `settings`, without compiling.
+    """Raise the ConfigError `memcc.compile` would raise for `settings`, without compiling:
+    `memcc.compiler.check_settings` with its preflight (options, device model, float32 limits,
+    programming method, each non-ideality's check against the device). No weights are mapped
+    and no device is programmed."""
+    from memcc import compiler
 
-    The cheap part of compilation: validating the options, building the device model (its
-    parameters, r_on < r_off), resolving the programming method and its options (a
-    `CompileContext` on an empty model does all three), and configuring the non-idealities,
-    including the run-time ones' checks against the device (``prepare``: e.g. ``nonlinear``
-    needs a nonlinear I-V). No weights are mapped and no device is programmed.
-    """
-    import onnx
-
-    from memcc import compiler  # noqa: F401 - makes memcc.passes importable in a source tree
-    from memcc.passes import CompileContext, CompileOptions, RuntimeNonideality, make_nonidealities
-
-    options = {k: v for k, v in settings.items() if k != "nonidealities"}
-    ctx = CompileContext(onnx.ModelProto(), CompileOptions(**options))
-    for nonideality in make_nonidealities(settings.get("nonidealities")):
-        if isinstance(nonideality, RuntimeNonideality):
-            nonideality.prepare(ctx)
+    compiler.check_settings(**settings)
 
 
 def _grid_tasks(base: Mapping[str, Any], points: list[dict], keys: list[str],
@@ -456,16 +446,13 @@ def check_model(model, what: str = "the model") -> ModelInput:
     """The input to feed; ConfigError when `model` is not an original model with one float input."""
     import onnx
 
-    from memcc import OP_DOMAIN
+    from memcc import OP_DOMAIN, datasets
 
     compiled = sum(1 for n in model.graph.node if n.domain == OP_DOMAIN)
     if compiled:
         raise ConfigError(f"{what} is already compiled ({compiled} {OP_DOMAIN} node{'s' if compiled > 1 else ''}); "
                           "memcc sweep compiles the original model itself: give that one")
-    inits = {t.name for t in model.graph.initializer}
-    required = [i for i in model.graph.input if i.name not in inits]
-    if not required:
-        raise ConfigError(f"{what} has no graph input to feed the data set into")
+    required = datasets.feed_inputs(model, what)
     if len(required) > 1:
         names = ", ".join(repr(i.name) for i in required)
         raise ConfigError(f"{what} has {len(required)} inputs to feed ({names}); memcc sweep feeds the data "
@@ -511,8 +498,8 @@ class _State:
     scores: bool
     batch: int
     threads: int  # onnxruntime intra-op threads; 0: its default
-    input_name: str = ""
-    pad: bool = False  # the model fixes the batch size: pad the last batch
+    input_name: str
+    pad: bool  # the model fixes the batch size: pad the last batch
 
 
 _STATE: _State | None = None
@@ -529,7 +516,7 @@ def _options(threads: int):
     return opts
 
 
-def _init_worker(model_bytes: bytes, x, y, output, scores, batch, threads, input_name="", pad=False) -> None:
+def _init_worker(model_bytes: bytes, x, y, output, scores, batch, threads, input_name, pad) -> None:
     global _STATE
     import onnx
 
@@ -571,19 +558,17 @@ def _evaluate(task) -> tuple[int, float, int, float]:
 
             compiled = compiler.compile(st.model, progress=False, **settings)
             sess = runtime.session(compiled, sess_options=_options(st.threads))
-        pred = predictions(sess, st.x, st.output, st.scores, st.batch, st.input_name or None, st.pad)
+        pred = predictions(sess, st.x, st.output, st.scores, st.batch, st.input_name, st.pad)
     except MemccError as exc:
         raise MemccError(f"sweep point {label}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors: one line, naming the point
-        if not type(exc).__module__.startswith("onnxruntime"):
+        from memcc import runtime
+
+        if not runtime._is_ort_error(exc):
             raise
-        raise MemccError(f"sweep point {label}: onnxruntime: {_one_line(exc)}") from None
+        raise MemccError(f"sweep point {label}: onnxruntime: {runtime._one_line(exc)}") from None
     correct = int(np.count_nonzero(pred == st.y))
     return index, correct / len(st.y), len(st.y), time.perf_counter() - t0
-
-
-def _one_line(exc) -> str:
-    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,8 +738,11 @@ def run_sweep(
     init = (proto.SerializeToString(), x, ds.y, out_index, scores, batch, threads,
             feed.name, feed.batch is not None)
     results: dict[int, tuple] = {}
+    # The notes are not printed here: they qualify the results, so they come with them, in
+    # `summary()` (which the CLI prints) and `SweepResult.notes`. Printed at the start too, they
+    # would show twice where stderr and stdout share a terminal or log, the first copy scrolled
+    # away under the progress bar or lines.
     report = _Progress(progress, len(tasks), len(point_tasks))
-    report.notes(notes)
     try:
         if jobs == 1:
             global _STATE
@@ -790,18 +778,15 @@ class _Progress:
     def __init__(self, progress: bool | None, total: int, points: int):
         from tqdm.auto import tqdm
 
-        tty = sys.stderr.isatty()
-        self.lines = progress is None and not tty
+        if progress is None:
+            progress = sys.stderr.isatty()
+            self.lines = not progress
+        else:
+            self.lines = False
         self.total = total
         self.count = 0
-        bar = bool(progress) or (progress is None and tty)
         desc = f"memcc sweep ({points} point{'s' if points != 1 else ''} + baseline)"
-        self.bar = tqdm(total=total, desc=desc, unit="run", disable=not bar, file=sys.stderr)
-        self.quiet = progress is False
-
-    def notes(self, notes) -> None:
-        for n in notes if not self.quiet else ():
-            print(f"memcc: note: {n}", file=sys.stderr, flush=True)
+        self.bar = tqdm(total=total, desc=desc, unit="run", disable=not progress, file=sys.stderr)
 
     def done(self, label: str, result) -> None:
         self.count += 1
@@ -832,8 +817,9 @@ def _run_parallel(tasks, init, jobs, results, report) -> None:
         os.environ.setdefault(k, "1")
     ctx = multiprocessing.get_context("spawn")
     labels = {t[0]: t[2] for t in tasks}
+    sigterm: list = []
     try:
-        with tempfile.TemporaryDirectory(prefix="memcc-sweep-") as folder:
+        with _noting_sigterm(sigterm), tempfile.TemporaryDirectory(prefix="memcc-sweep-") as folder:
             init_path = os.path.join(folder, "state.pickle")  # see _init_pool_worker for why
             with open(init_path, "wb") as f:
                 pickle.dump(init, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -849,7 +835,11 @@ def _run_parallel(tasks, init, jobs, results, report) -> None:
                         results[r[0]] = r
                         report.done(labels[r[0]], r)
             except BrokenProcessPool:
-                raise _broken_pool_error(started=bool(results)) from None
+                # SIGTERM to the whole process group kills the workers too, and their deaths can
+                # be seen here a moment before the parent's own signal arrives: wait that moment,
+                # in which the handler runs (the CLI's raises `Terminated` out of this sleep).
+                time.sleep(_SIGTERM_GRACE_S)
+                raise _broken_pool_error(bool(results), sigterm) from None
             except BaseException:
                 # An error, Ctrl-C or SIGTERM: stop the running points now rather than wait
                 # for them, and leave no worker behind.
@@ -877,7 +867,48 @@ def _check_not_a_starting_worker() -> None:
         )
 
 
-def _broken_pool_error(started: bool) -> MemccError:
+@contextlib.contextmanager
+def _noting_sigterm(seen: list):
+    """While the block runs, SIGTERM appends to `seen` what the installed handler raised (None
+    if it returned) before passing it on. Only when that handler is a Python function (the CLI's
+    raises `Terminated`) and in the main thread, where handlers can be set."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        try:
+            previous(signum, frame)
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+        seen.append(None)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: how long a broken pool waits for a SIGTERM that killed its workers to reach the parent
+_SIGTERM_GRACE_S = 0.2
+
+
+def _broken_pool_error(started: bool, sigterm: Sequence = ()) -> BaseException:
+    """The error for a pool whose workers died; `sigterm`: what `_noting_sigterm` saw."""
+    if sigterm:
+        # The handler ran, yet the broken pool got here (its exception lost on the way, e.g.
+        # raised inside a finalizer, where Python prints and drops it): the workers died of
+        # the SIGTERM, so end as the handler said (the CLI: "terminated", exit status 143),
+        # not with advice about memory.
+        if isinstance(sigterm[0], BaseException):
+            return sigterm[0]
+        return MemccError("the sweep was terminated (SIGTERM), which ended its worker processes")
     if started:
         return MemccError("a sweep worker process died while evaluating a point (killed, or out of "
                           "memory?); try fewer jobs (--jobs 1 evaluates in the main process)")

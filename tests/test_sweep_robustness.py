@@ -109,6 +109,13 @@ def test_unguarded_script_fails_fast_with_advice(tmp_path, how):
         (["--device", "vteam", "--nonideality", "nonlinear", "--vary", "d2d-std=0.1"],
          "nonideality nonlinear: device 'vteam' has a linear I-V"),
         (["--device-param", "bogus=1", "--vary", "d2d-std=0.1"], "device 'ideal' has no parameter 'bogus'"),
+        # r_off = ratio · r_on: the conductances are equal in float32 (compile's float32 checks)
+        (["--device", "vteam", "--vary", "ratio=2,1.00000001"],
+         "sweep point ratio=1.00000001: device 'vteam': r_on = 50 ohm and r_off = 50.0000005 ohm are too close"),
+        (["--device", "vteam", "--vary", "ratio=1e40"], "sweep point ratio=1e+40: device 'vteam': r_off: 5e+41 ohm"),
+        # states typed in µS: the list's check against the device's window runs before the mapping
+        (["--device", "vteam", "--nonideality", "finite_states:states=10,20,50", "--vary", "d2d-std=0,0.1"],
+         "sweep point d2d_std=0: nonideality finite_states: 0 of the 3 states lie within the device's"),
     ],
 )
 def test_invalid_points_fail_before_any_work(flags, words, capsys, tmp_path, monkeypatch):
@@ -125,6 +132,22 @@ def test_invalid_points_fail_before_any_work(flags, words, capsys, tmp_path, mon
     assert words in err
     assert not (tmp_path / "c.csv").exists() and not (tmp_path / "c.png").exists()
     assert time.monotonic() - t0 < 10
+
+
+def test_check_point_is_compiles_check_settings():
+    base = sweep.resolve_fixed({"device": "vteam"})
+    with pytest.raises(ConfigError, match="unknown compile option 'bogus'; known options: adc_bits"):
+        sweep.check_point({**sweep.point_settings(base, {"d2d-std": 0.1}, seed=0), "bogus": 1})
+    settings = sweep.point_settings(base, {"d2d-std": 0.1}, seed=0)
+    settings["nonidealities"] = ["finite_states:states=10,20,50"]
+    with pytest.raises(ConfigError, match="0 of the 3 states lie within"):
+        sweep.check_point(settings)
+    # compile skips the preflight (its passes check with the layers mapped), same pipeline
+    from memcc import compiler
+
+    options, device, pipeline = compiler.check_settings(preflight=False, **settings)
+    assert device.name == "vteam" and options.d2d_std == 0.1
+    assert "finite_states" in [p.name for p in pipeline]
 
 
 def test_check_point_accepts_valid_settings():
@@ -166,6 +189,15 @@ def test_empty_data_set(tmp_path, capsys):
     code, out, err = sweep_cli([DIGITS_CNN, "--data", f"npz:{tmp_path / 'e.npz'}", "--vary", "n-states=4",
                                 "-o", tmp_path / "e.csv"], capsys)
     assert code == 2 and "holds no samples" in err and err.count("\n") == 1
+
+
+def test_no_input_to_feed_is_one_message():
+    model = gemm_model()
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 64), np.float32), "x"))
+    with pytest.raises(ConfigError, match="^model 'm' has no graph input to feed the data set into$"):
+        sweep.check_model(model, "model 'm'")
+    with pytest.raises(ConfigError, match="^the model has no graph input to feed the data set into$"):
+        datasets.model_input_shape(model)
 
 
 def test_check_model_reads_dtype_and_fixed_batch():
@@ -252,7 +284,8 @@ def _is_worker(pid: int) -> bool:
 
 @needs_library
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_sigterm_terminates_the_workers(tmp_path):
+@pytest.mark.parametrize("group", [False, True], ids=["parent", "process-group"])
+def test_sigterm_terminates_the_workers(tmp_path, group):
     # Long enough to be running when the signal comes: 7,200 samples one at a time, 12 points.
     d = np.load(EXAMPLES / "digits_test.npz")
     np.savez(tmp_path / "big.npz", x=np.tile(d["x"], (20, 1, 1, 1)), y=np.tile(d["y"], 20))
@@ -261,7 +294,7 @@ def test_sigterm_terminates_the_workers(tmp_path):
     # stderr to a file: orphaned workers would hold a pipe open and hang communicate()
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err_file:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_file)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=group)
     workers: list[int] = []
     survivors: list[int] = []
     try:
@@ -274,7 +307,10 @@ def test_sigterm_terminates_the_workers(tmp_path):
         while "runs," not in err_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert proc.poll() is None, "the sweep ended before the signal"
-        proc.send_signal(signal.SIGTERM)
+        if group:  # as `kill -TERM -PGID` or a terminal's job control: the workers get it too
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 10
         while any(_is_worker(p) for p in workers) and time.monotonic() < deadline:
@@ -292,6 +328,36 @@ def test_sigterm_terminates_the_workers(tmp_path):
     assert err.rstrip().endswith("memcc: terminated")
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "r.png").exists()
     assert not survivors, "worker processes survived SIGTERM"
+
+
+class _Stop(BaseException):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="needs POSIX signals")
+def test_broken_pool_after_sigterm_ends_as_the_handler_said():
+    # The race: SIGTERM to the process group kills the workers, and the broken pool reaches
+    # the main thread although the handler ran. The outcome is the handler's exception.
+    def stop(signum, frame):
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        seen: list = []
+        with pytest.raises(_Stop):
+            with sweep._noting_sigterm(seen):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler interrupts this
+        assert len(seen) == 1 and isinstance(seen[0], _Stop)
+        assert signal.getsignal(signal.SIGTERM) is stop  # restored
+        assert sweep._broken_pool_error(True, seen) is seen[0]
+        assert sweep._broken_pool_error(False, seen) is seen[0]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "out of memory" in str(sweep._broken_pool_error(True, []))
+    assert isinstance(sweep._broken_pool_error(False, []), sweep.WorkersFailedToStart)
+    # A handler that returns: the pool's end is still reported as the signal's
+    assert "terminated (SIGTERM)" in str(sweep._broken_pool_error(True, [None]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +409,29 @@ def test_progress_lines_when_not_a_terminal_and_counts_agree(capsys, tmp_path):
     code, out, err = sweep_cli([DIGITS_CNN, "--data", "digits", "--limit", "30", "--vary", "n-states=4",
                                 "--seeds", "1", "--jobs", "1", "--no-plot", "-q", "-o", tmp_path / "q.csv"], capsys)
     assert code == 0 and out == "" and err == ""
+
+
+@pytest.mark.parametrize("progress, tty, bar, lines", [
+    (None, True, True, False), (None, False, False, True), (True, False, True, False), (False, True, False, False),
+])
+def test_progress_modes(progress, tty, bar, lines, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    report = sweep._Progress(progress, 3, 2)
+    try:
+        assert (not report.bar.disable, report.lines) == (bar, lines)
+    finally:
+        report.close()
+
+
+@needs_library
+def test_cli_prints_notes_once(capsys, tmp_path):
+    model = tmp_path / "fixed.onnx"
+    onnx.save(gemm_model(batch=7), model)
+    code, out, err = sweep_cli([model, "--data", gemm_data(tmp_path), "--vary", "adc-bits=8", "--seeds", "1",
+                                "--jobs", "1", "--no-plot", "-o", tmp_path / "r.csv"], capsys)
+    assert code == 0, err
+    assert (out + err).count("batch size is fixed to 7") == 1
+    assert "note: the model's batch size is fixed to 7" in out
 
 
 def test_batch_size_help_mentions_read_noise(capsys):

@@ -95,6 +95,13 @@ class NonidealityPass(Pass):
             parts.append(f"{k}={v}")
         return ":".join(parts)
 
+    def check(self, ctx: CompileContext) -> None:
+        """ConfigError for a configuration the device of `ctx` rules out, found without a
+        model: `memcc.compiler.check_settings` (its preflight) calls it on a context of an empty
+        model (no graph, no layers; `options`, `device` and `nominal_device` set), so that `memcc
+        sweep` refuses a bad point before evaluating any. No-op by default. `run` must still
+        make the same checks: `compile` skips the preflight (and a hand-built pipeline may too)."""
+
     # ---- the work ----------------------------------------------------------------------------
 
     def transform(self, g: np.ndarray, view: LayerDevicesView) -> tuple[np.ndarray, dict]:  # pragma: no cover

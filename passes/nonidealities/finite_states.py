@@ -22,7 +22,8 @@ Two ways to give the states:
   on each side, i.e. [G_off/2, 2·G_on]: measured states may lie somewhat beyond the nominal
   window (device-to-device spread), but a list with fewer than two states the devices can reach
   maps every device to one state or to an unreachable one (typically states typed in µS instead
-  of siemens), so the pass refuses it when it runs (the window is the device's).
+  of siemens), so the pass refuses it when it runs (the window is the device's), and `check`
+  refuses it before any model is mapped (`memcc sweep` checks its points so).
 
 The pass is deterministic (no random numbers). Statistics per layer: states_per_device (N, or
 the length of the list), n_devices, n_changed, mean_abs_change (mean |Δg| / window width of the
@@ -91,10 +92,13 @@ class FiniteStates(NonidealityPass):
                             f"accepted); at least 2 must. States are in siemens (10 uS = 1e-5), got "
                             f"{_list(self.states)}")
 
+    def check(self, ctx) -> None:
+        nom = ctx.nominal_device
+        self.check_window(float(np.min(nom.g_off)), float(np.max(nom.g_on)))
+
     def run(self, ctx) -> None:
-        if self.states is not None and any(rec.mapped for rec in ctx.layers):
-            nom = ctx.nominal_device
-            self.check_window(float(np.min(nom.g_off)), float(np.max(nom.g_on)))
+        if any(rec.mapped for rec in ctx.layers):
+            self.check(ctx)
         super().run(ctx)
 
     def transform(self, g: np.ndarray, view: LayerDevicesView):

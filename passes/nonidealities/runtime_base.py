@@ -45,6 +45,12 @@ class RuntimeNonideality(NonidealityPass):
     def prepare(self, ctx: CompileContext) -> None:
         pass
 
+    def check(self, ctx: CompileContext) -> None:
+        """`prepare` on the empty model `memcc.compiler.check_settings` gives: its checks against
+        the device and the options fail before anything is mapped. A `prepare` that needs the
+        mapped layers or the real graph should override this with the checks it can make without."""
+        self.prepare(ctx)
+
     def attributes(self, ctx: CompileContext, rec) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
