@@ -217,7 +217,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         out_through = mio._output_target(out_path)[1]
         # A device or pipe has no size to stat afterwards; save_model wrote the serialized model.
         size = mio.serialized_size(compiled) if out_through else out_path.stat().st_size
-        stream = sys.stderr if out_through or report_through else sys.stdout
+        stream = message_stream(out_path, report_path)
         print(_compile_summary(report, compiled, out_path, size, elapsed), file=stream)
         if report_path is not None:
             print(f"wrote {report_path}" + (f" and {plot_path}" if plot_path else ""), file=stream)
